@@ -1,0 +1,62 @@
+//! Inference backends behind one trait: prepare a graph once for fixed input shapes, open a
+//! session that owns its input and output buffers, then `run` it as often as needed.
+//!
+//! `tract` (pure Rust, CPU) is the default; the TensorRT backend arrives with feature
+//! `tensorrt`.
+
+mod model;
+pub mod tract;
+
+pub use model::{IoSpec, OnnxModel, ShapeError};
+
+/// Errors of a backend. `Prepare` means the graph cannot run on this backend (a user's file or
+/// our writer is at fault); `Run` is a failure during inference.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("cannot prepare {model} on {backend}: {detail}")]
+    Prepare { model: String, backend: &'static str, detail: String },
+    #[error("inference failed on {backend}: {detail}")]
+    Run { backend: &'static str, detail: String },
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+}
+
+/// A runtime that can execute our ONNX graphs.
+pub trait Backend {
+    type Prepared: Prepared;
+    fn name(&self) -> &'static str;
+    /// Translates `model` for the given concrete input shapes (every input of the model, in
+    /// any order). Expensive; do it once.
+    ///
+    /// # Errors
+    /// [`BackendError::Shape`] when a shape does not fit the model's declared inputs,
+    /// [`BackendError::Prepare`] when the backend cannot run the graph.
+    fn prepare(&self, model: &OnnxModel, shapes: &[(&str, Vec<usize>)]) -> Result<Self::Prepared, BackendError>;
+}
+
+/// A model translated for fixed shapes; immutable and shareable between threads.
+pub trait Prepared: Send + Sync {
+    type Session: Session;
+    /// Inputs in model order, with the concrete shapes it was prepared for.
+    fn inputs(&self) -> &[IoSpec];
+    /// Outputs in model order, with concrete shapes.
+    fn outputs(&self) -> &[IoSpec];
+    /// A session with its own preallocated input and output buffers.
+    ///
+    /// # Errors
+    /// When the backend cannot create per-session state.
+    fn session(&self) -> Result<Self::Session, BackendError>;
+}
+
+/// Per-stream state. Fill inputs, `run`, read outputs.
+pub trait Session: Send {
+    /// Input buffer `index` (model order), row-major float32, of the prepared shape.
+    fn input_mut(&mut self, index: usize) -> &mut [f32];
+    /// Runs the graph on the current inputs; outputs are valid until the next `run`.
+    ///
+    /// # Errors
+    /// [`BackendError::Run`].
+    fn run(&mut self) -> Result<(), BackendError>;
+    /// Output buffer `index` (model order), row-major float32.
+    fn output(&self, index: usize) -> &[f32];
+}

@@ -1,0 +1,9 @@
+//! moda-edge: the MODA talking-portrait system (audio → motion → face mesh → rendered portrait)
+//! for NVIDIA Jetson Orin, with a pure-Rust CPU backend that runs the same ONNX graphs.
+//!
+//! Module boundaries follow `ARCHITECTURE.md`: `model` and `face` know nothing of devices,
+//! devices know nothing of networks.
+
+pub mod backend;
+pub mod model;
+pub mod util;

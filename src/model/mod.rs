@@ -1,0 +1,27 @@
+//! The network contract, the official checkpoint reader, the ONNX graph writer and the three
+//! official architectures.
+//!
+//! Each architecture module (`moda`, `faco`, `renderer`) exposes the same four pieces:
+//! - `Hparams::infer(&Checkpoint, …)`: hyper-parameters from tensor shapes,
+//! - `Hparams::preset(Preset, …)`: the `release` and `tiny` sizes for `models init`,
+//! - `specs(&Hparams) -> Vec<ParamSpec>`: every state_dict key, shape and dtype it expects,
+//! - `build(&Checkpoint, &Hparams) -> Graph`: the ONNX graph from validated weights.
+//!
+//! [`import`] strings them together: read, infer, validate strictly, build.
+
+pub mod checkpoint;
+pub mod nn;
+pub mod onnx;
+pub mod spec;
+pub mod tensor;
+
+pub use checkpoint::{Checkpoint, CheckpointError};
+pub use tensor::{DType, Tensor, TensorData};
+
+/// Sizes for `models init`: `release` has the official sizes (for benchmarks), `tiny` is small
+/// enough for fast tests.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Preset {
+    Release,
+    Tiny,
+}
