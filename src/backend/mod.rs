@@ -60,3 +60,41 @@ pub trait Session: Send {
     /// Output buffer `index` (model order), row-major float32.
     fn output(&self, index: usize) -> &[f32];
 }
+
+/// Prepares `model` for the shapes of `inputs`, runs it once and returns every output by name.
+/// For tools (`moda-edge infer`) and tests; the live pipeline keeps its sessions.
+///
+/// # Errors
+/// [`ShapeError`] (unknown, missing, mis-shaped or non-float32 input, naming what the model
+/// expects), or the backend's prepare/run error.
+pub fn run_once<B: Backend>(
+    backend: &B,
+    model: &OnnxModel,
+    inputs: &[(String, crate::model::Tensor)],
+) -> Result<Vec<(String, crate::model::Tensor)>, BackendError> {
+    for (name, t) in inputs {
+        if t.dtype() != crate::model::DType::F32 {
+            return Err(ShapeError::BadDType {
+                model: model.label.clone(),
+                name: name.clone(),
+                found: t.dtype().to_string(),
+                expected: model.describe_inputs(),
+            }
+            .into());
+        }
+    }
+    let shapes: Vec<(&str, Vec<usize>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.shape.clone())).collect();
+    let prepared = backend.prepare(model, &shapes)?;
+    let mut session = prepared.session()?;
+    for (i, spec) in prepared.inputs().iter().enumerate() {
+        let (_, t) = inputs.iter().find(|(n, _)| *n == spec.name).expect("resolved by prepare");
+        session.input_mut(i).copy_from_slice(t.as_f32().expect("checked above"));
+    }
+    session.run()?;
+    Ok(prepared
+        .outputs()
+        .iter()
+        .enumerate()
+        .map(|(i, spec)| (spec.name.clone(), crate::model::Tensor::f32(spec.shape.clone(), session.output(i).to_vec())))
+        .collect())
+}

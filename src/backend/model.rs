@@ -30,6 +30,8 @@ pub enum ShapeError {
     MissingInput { model: String, name: String, expected: String },
     #[error("{model}: input `{name}` has shape {found}, expected {declared}")]
     BadShape { model: String, name: String, found: String, declared: String },
+    #[error("{model}: input `{name}` is {found}; the model expects float32 ({expected})")]
+    BadDType { model: String, name: String, found: String, expected: String },
     #[error("cannot read ONNX model {path}: {detail}")]
     Load { path: PathBuf, detail: String },
 }

@@ -1,0 +1,177 @@
+//! `moda-edge bench`: median latency of each network on the tract CPU backend and, for
+//! comparison, on ONNX Runtime (through `scripts/ort_run.py`) with the same ONNX file, the same
+//! inputs and the same thread count.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+use crate::backend::tract::TractBackend;
+use crate::backend::{Backend, BackendError, OnnxModel, Prepared, Session, ShapeError};
+use crate::model::import::Network;
+use crate::model::Tensor;
+
+/// What to measure.
+#[derive(Clone, Debug)]
+pub struct BenchOptions {
+    pub models: PathBuf,
+    pub threads: usize,
+    pub iters: usize,
+    /// Frames per MODA/FaCo run (600 = one official 20 s window).
+    pub frames: usize,
+    /// Renderer input side in pixels.
+    pub size: usize,
+    /// Python interpreter with onnxruntime, or `None` to skip the comparison.
+    pub ort_python: Option<PathBuf>,
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug)]
+pub struct BenchRow {
+    pub network: Network,
+    pub shapes: String,
+    pub tract_ms: f64,
+    pub ort_ms: Option<f64>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum BenchError {
+    #[error(transparent)]
+    Shape(#[from] ShapeError),
+    #[error(transparent)]
+    Backend(#[from] BackendError),
+    #[error("cannot write benchmark inputs to {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("ONNX Runtime comparison failed ({python}): {detail}")]
+    Ort { python: String, detail: String },
+}
+
+/// The inputs of `network` for one benchmark run, seeded.
+fn inputs(network: Network, model: &OnnxModel, frames: usize, size: usize) -> Vec<(String, Tensor)> {
+    let mut rng = ChaCha8Rng::seed_from_u64(7);
+    let samples = (frames as f64 * 16_000.0 / 30.0).ceil() as usize;
+    model
+        .inputs
+        .iter()
+        .map(|(name, _)| {
+            let shape = match (network, name.as_str()) {
+                (Network::Moda, "waveform") => vec![1, samples],
+                (Network::Moda, "mel") => vec![1, 4 * frames, 80],
+                (_, "template") => vec![1, 1434],
+                (Network::Moda, "noise") => vec![1, frames, 128],
+                (Network::Faco, "lip") => vec![1, frames, 120],
+                (Network::Faco, "eye") => vec![1, frames, 180],
+                (Network::Renderer, "time_code") => vec![1, 13],
+                (Network::Renderer, _) => vec![1, 3, size, size],
+                _ => vec![1],
+            };
+            let n = shape.iter().product();
+            let data = (0..n).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+            (name.clone(), Tensor::f32(shape, data))
+        })
+        .collect()
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    let n = xs.len();
+    if n % 2 == 1 {
+        xs[n / 2]
+    } else {
+        (xs[n / 2 - 1] + xs[n / 2]) / 2.0
+    }
+}
+
+/// Benchmarks every network found as `<models>/{moda,faco,renderer}.onnx`.
+///
+/// # Errors
+/// When a model cannot be loaded or run, or the ONNX Runtime script fails.
+pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>, BenchError> {
+    let backend = TractBackend::new(opts.threads);
+    let mut rows = Vec::new();
+    for network in [Network::Moda, Network::Faco, Network::Renderer] {
+        let path = opts.models.join(format!("{}.onnx", network.name()));
+        if !path.exists() {
+            progress(&format!("{}: skipped, {} not found", network.name(), path.display()));
+            continue;
+        }
+        let model = OnnxModel::load(&path)?;
+        let inputs = inputs(network, &model, opts.frames, opts.size);
+        let shapes: Vec<(&str, Vec<usize>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.shape.clone())).collect();
+        let shapes_txt = inputs
+            .iter()
+            .map(|(n, t)| format!("{n} {}", crate::model::checkpoint::shape_string(&t.shape)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        progress(&format!("{}: preparing tract ({shapes_txt})", network.name()));
+        let prepared = backend.prepare(&model, &shapes)?;
+        let mut session = prepared.session()?;
+        for (i, spec) in prepared.inputs().iter().enumerate() {
+            let (_, t) = inputs.iter().find(|(n, _)| *n == spec.name).expect("resolved");
+            session.input_mut(i).copy_from_slice(t.as_f32().expect("f32"));
+        }
+        session.run()?; // warm-up
+        let mut runs = Vec::with_capacity(opts.iters);
+        for i in 0..opts.iters {
+            let t0 = Instant::now();
+            session.run()?;
+            runs.push(t0.elapsed().as_secs_f64() * 1e3);
+            progress(&format!("{}: tract run {}/{}: {:.1} ms", network.name(), i + 1, opts.iters, runs[i]));
+        }
+        let tract_ms = median(runs);
+        let ort_ms = match &opts.ort_python {
+            Some(python) => Some(ort_median(python, &path, &inputs, opts)?),
+            None => None,
+        };
+        if let Some(ms) = ort_ms {
+            progress(&format!("{}: onnxruntime median {ms:.1} ms", network.name()));
+        }
+        rows.push(BenchRow { network, shapes: shapes_txt, tract_ms, ort_ms });
+    }
+    Ok(rows)
+}
+
+fn ort_median(python: &Path, model: &Path, inputs: &[(String, Tensor)], opts: &BenchOptions) -> Result<f64, BenchError> {
+    let dir = std::env::temp_dir().join(format!("moda-edge-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io { path: dir.clone(), source })?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_run.py");
+    let mut cmd = Command::new(python);
+    cmd.arg(&script).arg(model).arg("--threads").arg(opts.threads.to_string());
+    cmd.arg("--bench").arg(opts.iters.to_string());
+    for (name, t) in inputs {
+        let path = dir.join(format!("{name}.npy"));
+        crate::util::npy::write(&path, t).map_err(|e| BenchError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        })?;
+        cmd.arg("--input").arg(format!("{name}={}", path.display()));
+    }
+    let fail = |detail: String| BenchError::Ort { python: python.display().to_string(), detail };
+    let out = cmd.output().map_err(|e| fail(e.to_string()))?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if !out.status.success() {
+        return Err(fail(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string()));
+    }
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| fail(format!("bad output: {e}")))?;
+    v["median_ms"].as_f64().ok_or_else(|| fail("no median_ms in output".into()))
+}
+
+/// The result table in Markdown (as in README.md).
+pub fn table(rows: &[BenchRow], threads: usize) -> String {
+    let mut s = format!(
+        "| network | inputs | tract median (ms) | ONNX Runtime median (ms) | tract / ORT |\n|---|---|---|---|---|\n"
+    );
+    for r in rows {
+        let (ort, ratio) = match r.ort_ms {
+            Some(o) => (format!("{o:.1}"), format!("{:.2}", r.tract_ms / o)),
+            None => ("-".into(), "-".into()),
+        };
+        s.push_str(&format!("| {} | {} | {:.1} | {ort} | {ratio} |\n", r.network.name(), r.shapes, r.tract_ms));
+    }
+    s.push_str(&format!("\n{threads} thread(s) per runtime.\n"));
+    s
+}

@@ -1,0 +1,209 @@
+//! Avatar bundles: everything person-specific, in one directory.
+//!
+//! ```text
+//! avatars/cathy/
+//!   avatar.toml      name, canvas size, renderer input size, face centre, drawing style
+//!   template.npy     (478, 3) float64  mean canonical face mesh (`templete` of repr.npz)
+//!   shoulders.npy    (18, 3)  float64  mean shoulder points
+//!   headmotion.npy   (7,)     float64  mean head pose [yaw, pitch, roll, tx, ty, tz, scale]
+//!   reference.png    canvas × canvas RGB reference picture
+//!   renderer.onnx    the person's renderer
+//! ```
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::{Tensor, TensorData};
+use crate::util::npy;
+
+/// `avatar.toml`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AvatarConfig {
+    /// Display name.
+    pub name: String,
+    /// Side of the square canvas the mesh is drawn on (the official 512).
+    #[serde(default = "default_canvas")]
+    pub canvas: usize,
+    /// Side of the renderer input; the condition image and reference are shrunk 2×2 to it when
+    /// smaller than the canvas (256 or 512).
+    pub renderer_size: usize,
+    /// Centre of the canonical space the motion is expressed in (official: 256, 235, 128).
+    #[serde(default = "default_centre")]
+    pub face_centre: [f64; 3],
+    /// Drawing style of the condition image (only the official "moda" style exists).
+    #[serde(default = "default_style")]
+    pub style: String,
+}
+
+fn default_canvas() -> usize {
+    512
+}
+fn default_centre() -> [f64; 3] {
+    [256.0, 235.0, 128.0]
+}
+fn default_style() -> String {
+    "moda".into()
+}
+
+/// A loaded avatar bundle.
+#[derive(Clone, Debug)]
+pub struct Avatar {
+    pub dir: PathBuf,
+    pub config: AvatarConfig,
+    /// 478 × 3, row-major.
+    pub template: Vec<f64>,
+    /// 18 × 3, row-major.
+    pub shoulders: Vec<f64>,
+    pub headmotion: [f64; 7],
+    /// canvas × canvas × 3 RGB.
+    pub reference: Vec<u8>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AvatarError {
+    #[error("avatar {dir}: cannot read {file}: {detail}")]
+    Read { dir: PathBuf, file: &'static str, detail: String },
+    #[error("avatar {dir}: {file} has shape {found}, expected {expected}")]
+    Shape { dir: PathBuf, file: &'static str, found: String, expected: &'static str },
+    #[error("avatar {dir}: avatar.toml: {detail}")]
+    Config { dir: PathBuf, detail: String },
+    #[error("cannot write avatar file {path}: {detail}")]
+    Write { path: PathBuf, detail: String },
+}
+
+impl AvatarConfig {
+    /// Checks the values a user may get wrong.
+    fn validate(&self) -> Result<(), String> {
+        if self.canvas != 512 {
+            return Err(format!("canvas = {} is not supported; expected 512 (the official drawing canvas)", self.canvas));
+        }
+        if self.renderer_size != 512 && self.renderer_size != 256 {
+            return Err(format!("renderer_size = {} is not supported; expected 256 or 512", self.renderer_size));
+        }
+        if self.style != "moda" {
+            return Err(format!("style = {:?} is unknown; expected \"moda\"", self.style));
+        }
+        Ok(())
+    }
+}
+
+impl Avatar {
+    /// Loads and checks a bundle directory.
+    ///
+    /// # Errors
+    /// An [`AvatarError`] naming the file and what was expected.
+    pub fn load(dir: &Path) -> Result<Avatar, AvatarError> {
+        let read_err = |file: &'static str, detail: String| AvatarError::Read { dir: dir.into(), file, detail };
+        let text = std::fs::read_to_string(dir.join("avatar.toml")).map_err(|e| read_err("avatar.toml", e.to_string()))?;
+        let config: AvatarConfig =
+            toml::from_str(&text).map_err(|e| AvatarError::Config { dir: dir.into(), detail: e.message().to_string() })?;
+        config.validate().map_err(|detail| AvatarError::Config { dir: dir.into(), detail })?;
+        let array = |file: &'static str, expected_shape: &[usize], expected: &'static str| -> Result<Vec<f64>, AvatarError> {
+            let t = npy::read(&dir.join(file)).map_err(|e| read_err(file, e.to_string()))?;
+            if t.shape != expected_shape || !matches!(t.data, TensorData::F64(_) | TensorData::F32(_)) {
+                return Err(AvatarError::Shape {
+                    dir: dir.into(),
+                    file,
+                    found: format!("{} {}", crate::model::checkpoint::shape_string(&t.shape), t.dtype()),
+                    expected,
+                });
+            }
+            Ok(t.to_f64_vec())
+        };
+        let template = array("template.npy", &[478, 3], "(478, 3) float64")?;
+        let shoulders = array("shoulders.npy", &[18, 3], "(18, 3) float64")?;
+        let hm = array("headmotion.npy", &[7], "(7,) float64")?;
+        let (w, h, reference) = read_png_rgb(&dir.join("reference.png")).map_err(|e| read_err("reference.png", e))?;
+        if w != config.canvas || h != config.canvas {
+            return Err(AvatarError::Shape {
+                dir: dir.into(),
+                file: "reference.png",
+                found: format!("{w}×{h}"),
+                expected: "canvas × canvas RGB (512×512)",
+            });
+        }
+        if !dir.join("renderer.onnx").is_file() {
+            return Err(read_err("renderer.onnx", "file not found".into()));
+        }
+        Ok(Avatar {
+            dir: dir.into(),
+            config,
+            template,
+            shoulders,
+            headmotion: hm.try_into().expect("shape checked"),
+            reference,
+        })
+    }
+
+    pub fn renderer_path(&self) -> PathBuf {
+        self.dir.join("renderer.onnx")
+    }
+}
+
+/// Writes a bundle (the renderer ONNX bytes given separately).
+///
+/// # Errors
+/// [`AvatarError::Write`] naming the file.
+pub fn write_bundle(
+    dir: &Path,
+    config: &AvatarConfig,
+    template: &[f64],
+    shoulders: &[f64],
+    headmotion: &[f64; 7],
+    reference: &[u8],
+    renderer_onnx: &[u8],
+) -> Result<(), AvatarError> {
+    let werr = |path: PathBuf, e: &dyn std::fmt::Display| AvatarError::Write { path, detail: e.to_string() };
+    std::fs::create_dir_all(dir).map_err(|e| werr(dir.into(), &e))?;
+    let toml_text = toml::to_string(config).map_err(|e| werr(dir.join("avatar.toml"), &e))?;
+    std::fs::write(dir.join("avatar.toml"), toml_text).map_err(|e| werr(dir.join("avatar.toml"), &e))?;
+    let f64s = |shape: Vec<usize>, v: &[f64]| Tensor { shape, data: TensorData::F64(v.to_vec()) };
+    for (file, t) in [
+        ("template.npy", f64s(vec![478, 3], template)),
+        ("shoulders.npy", f64s(vec![18, 3], shoulders)),
+        ("headmotion.npy", f64s(vec![7], headmotion)),
+    ] {
+        npy::write(&dir.join(file), &t).map_err(|e| werr(dir.join(file), &e))?;
+    }
+    write_png_rgb(&dir.join("reference.png"), config.canvas, config.canvas, reference)
+        .map_err(|e| werr(dir.join("reference.png"), &e))?;
+    std::fs::write(dir.join("renderer.onnx"), renderer_onnx).map_err(|e| werr(dir.join("renderer.onnx"), &e))?;
+    Ok(())
+}
+
+/// Decodes an 8-bit RGB or RGBA PNG into RGB bytes.
+///
+/// # Errors
+/// A description when the file is unreadable or of another colour type / bit depth.
+pub fn read_png_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>), String> {
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().map_err(|e| e.to_string())?;
+    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
+    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
+    if info.bit_depth != png::BitDepth::Eight {
+        return Err(format!("{:?}-bit PNG; expected 8-bit RGB", info.bit_depth));
+    }
+    let (w, h) = (info.width as usize, info.height as usize);
+    let rgb = match info.color_type {
+        png::ColorType::Rgb => buf[..w * h * 3].to_vec(),
+        png::ColorType::Rgba => buf[..w * h * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        other => return Err(format!("{other:?} PNG; expected RGB")),
+    };
+    Ok((w, h, rgb))
+}
+
+/// Encodes RGB bytes as an 8-bit PNG.
+///
+/// # Errors
+/// When the file cannot be written.
+pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<(), String> {
+    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
+    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
+    enc.set_color(png::ColorType::Rgb);
+    enc.set_depth(png::BitDepth::Eight);
+    let mut w = enc.write_header().map_err(|e| e.to_string())?;
+    w.write_image_data(rgb).map_err(|e| e.to_string())?;
+    w.finish().map_err(|e| e.to_string())
+}
