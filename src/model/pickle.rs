@@ -13,6 +13,8 @@
 //! exponential sharing, huge declared lengths, stack underflow) ends in a [`PickleError`], never
 //! in a panic or an unbounded allocation.
 
+mod arena;
+mod opcodes;
 mod vm;
 
 #[cfg(test)]

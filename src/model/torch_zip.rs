@@ -17,9 +17,12 @@ use zip::ZipArchive;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
 use super::pickle::{self, Value};
-use super::tensor::{DType, ShapeDisplay, Tensor, TensorData};
+use super::tensor::{DType, ShapeDisplay, Tensor};
 
 mod numpy;
+mod storage;
+
+use storage::{decode, element_size, is_contiguous, storage_dtype};
 
 /// The largest `data.pkl` read into memory. A state_dict pickle is a few hundred KiB; the
 /// official `reference.pth` embeds a 512 × 512 image (1.2 MB).
@@ -165,7 +168,9 @@ impl TorchArchive {
             }
             e => CheckpointError::Corrupt {
                 path: path.to_path_buf(),
-                detail: format!("the zip archive is truncated or damaged ({e})"),
+                detail: format!(
+                    "the zip archive is truncated or its directory is unreadable ({e})"
+                ),
             },
         })?;
         let pkl = (0..zip.len())
@@ -414,65 +419,6 @@ impl TorchArchive {
             path: self.path.clone(),
             detail,
         }
-    }
-}
-
-/// Element type of a `torch.<Name>Storage`, for the supported ones.
-fn storage_dtype(name: &str) -> Option<DType> {
-    Some(match name {
-        "FloatStorage" => DType::F32,
-        "DoubleStorage" => DType::F64,
-        "LongStorage" => DType::I64,
-        "BoolStorage" => DType::Bool,
-        "ByteStorage" => DType::U8,
-        _ => return None,
-    })
-}
-
-fn element_size(dtype: DType) -> usize {
-    match dtype {
-        DType::F32 => 4,
-        DType::F64 | DType::I64 => 8,
-        DType::Bool | DType::U8 => 1,
-    }
-}
-
-/// Row-major with no gaps; dimensions of size 1 may carry any stride, empty tensors any strides.
-fn is_contiguous(shape: &[usize], stride: &[usize]) -> bool {
-    if shape.contains(&0) {
-        return true;
-    }
-    let mut expected = 1usize;
-    for (&d, &s) in shape.iter().zip(stride).rev() {
-        if d != 1 && s != expected {
-            return false;
-        }
-        expected = expected.saturating_mul(d);
-    }
-    true
-}
-
-fn decode(dtype: DType, raw: &[u8], big_endian: bool) -> TensorData {
-    macro_rules! words {
-        ($t:ty, $n:literal) => {
-            raw.chunks_exact($n)
-                .map(|c| {
-                    let b: [u8; $n] = c.try_into().unwrap_or([0; $n]);
-                    if big_endian {
-                        <$t>::from_be_bytes(b)
-                    } else {
-                        <$t>::from_le_bytes(b)
-                    }
-                })
-                .collect()
-        };
-    }
-    match dtype {
-        DType::F32 => TensorData::F32(words!(f32, 4)),
-        DType::F64 => TensorData::F64(words!(f64, 8)),
-        DType::I64 => TensorData::I64(words!(i64, 8)),
-        DType::Bool => TensorData::Bool(raw.iter().map(|&b| b != 0).collect()),
-        DType::U8 => TensorData::U8(raw.to_vec()),
     }
 }
 

@@ -10,7 +10,10 @@ pub fn reference_dir() -> PathBuf {
     let candidates = std::env::var_os("MODA_REFERENCE")
         .map(PathBuf::from)
         .into_iter()
-        .chain([manifest.join("../shared/reference"), manifest.join("../../shared/reference")]);
+        .chain([
+            manifest.join("../shared/reference"),
+            manifest.join("../../shared/reference"),
+        ]);
     for dir in candidates {
         if dir.join("golden").is_dir() {
             return dir;

@@ -135,7 +135,7 @@ fn ordered_dict_reduce_setitems_and_ignored_build_state() {
         &ustr("a"),
         &[b'K', 1, b'u', b'}'],
         &ustr("_metadata"),
-        &[b'N', b's', b'b', b'.'],
+        b"Nsb.",
     ]);
     assert_eq!(
         parse(&p).unwrap(),
@@ -286,7 +286,7 @@ fn cycles_and_exponential_sharing_hit_limits() {
         max_stack: 3,
         ..Limits::default()
     };
-    assert!(parse_with_limits(&[b'N', b'N', b'N', b'N', b't', b'.'], &tight).is_err());
+    assert!(parse_with_limits(b"NNNNt.", &tight).is_err());
 }
 
 #[test]
@@ -296,7 +296,7 @@ fn every_truncation_and_corruption_is_an_error_not_a_panic() {
         b"collections\nOrderedDict\n",
         &[b')', b'R', b'q', 1, b'('],
         &ustr("key"),
-        &[b'c'],
+        b"c",
         b"torch._utils\n_rebuild_tensor_v2\n",
         &[b'(', b'K', 1, 0x85, b'Q', b'J', 1, 0, 0, 0, b'G'],
         &2.0f64.to_be_bytes(),

@@ -1,38 +1,11 @@
-//! The opcode loop. Objects are arena nodes addressed by index, so memo entries alias the way
-//! Python objects do; [`Vm::finish`] copies the result into an owned [`Value`] under the budgets.
+//! The opcode loop. Objects are arena nodes addressed by index (see [`super::arena`]), so memo
+//! entries alias the way Python objects do.
 
 use std::collections::HashMap;
 
+use super::arena::{copy_out, Node, Obj};
+use super::opcodes as op;
 use super::{Limits, PickleError, Value};
-
-/// A stack slot: scalars inline, everything else an index into the arena.
-#[derive(Clone, Copy, Debug)]
-enum Obj {
-    None,
-    Bool(bool),
-    Int(i64),
-    Float(f64),
-    Node(usize),
-}
-
-#[derive(Debug)]
-enum Node {
-    Str(String),
-    Bytes(Vec<u8>),
-    Tuple(Vec<Obj>),
-    List(Vec<Obj>),
-    Dict(Vec<(Obj, Obj)>),
-    Global {
-        module: String,
-        name: String,
-    },
-    Object {
-        callable: Obj,
-        args: Obj,
-        state: Option<Obj>,
-    },
-    PersistentId(Obj),
-}
 
 struct Vm<'a> {
     data: &'a [u8],
@@ -63,8 +36,8 @@ pub(super) fn run(data: &[u8], limits: &Limits) -> Result<Value, PickleError> {
     loop {
         vm.op_at = vm.pos;
         let op = vm.read_u8("an opcode")?;
-        vm.op_name = opcode_name(op);
-        if op == b'.' {
+        vm.op_name = op::name(op);
+        if op == op::STOP {
             let top = vm.pop()?;
             return vm.finish(top);
         }
@@ -75,19 +48,19 @@ pub(super) fn run(data: &[u8], limits: &Limits) -> Result<Value, PickleError> {
 impl<'a> Vm<'a> {
     fn step(&mut self, op: u8) -> Result<(), PickleError> {
         match op {
-            0x80 => {
+            op::PROTO => {
                 let proto = self.read_u8("the protocol number")?;
                 if proto > 5 {
                     return Err(self.malformed(format!("protocol {proto} is newer than 5")));
                 }
             }
-            0x95 => {
+            op::FRAME => {
                 self.read_bytes(8, "a frame length")?;
             }
-            b'(' => {
+            op::MARK => {
                 self.marks.push(self.stack.len());
             }
-            b'0' => {
+            op::POP => {
                 let floor = self.marks.last().copied().unwrap_or(0);
                 if self.stack.len() > floor {
                     self.stack.pop();
@@ -95,42 +68,42 @@ impl<'a> Vm<'a> {
                     self.pop_mark()?;
                 }
             }
-            b'1' => {
+            op::POP_MARK => {
                 self.pop_mark()?;
             }
-            b'2' => {
+            op::DUP => {
                 let top = self.peek()?;
                 self.push(top)?;
             }
-            b'N' => self.push(Obj::None)?,
-            0x88 => self.push(Obj::Bool(true))?,
-            0x89 => self.push(Obj::Bool(false))?,
-            b'J' => {
+            op::NONE => self.push(Obj::None)?,
+            op::NEWTRUE => self.push(Obj::Bool(true))?,
+            op::NEWFALSE => self.push(Obj::Bool(false))?,
+            op::BININT => {
                 let b = self.read_array::<4>("a 4-byte int")?;
                 self.push(Obj::Int(i32::from_le_bytes(b).into()))?;
             }
-            b'K' => {
+            op::BININT1 => {
                 let v = self.read_u8("a 1-byte int")?;
                 self.push(Obj::Int(v.into()))?;
             }
-            b'M' => {
+            op::BININT2 => {
                 let b = self.read_array::<2>("a 2-byte int")?;
                 self.push(Obj::Int(u16::from_le_bytes(b).into()))?;
             }
-            0x8a => {
+            op::LONG1 => {
                 let n = self.read_u8("a long length")?.into();
                 self.long(n)?;
             }
-            0x8b => {
+            op::LONG4 => {
                 let n = i32::from_le_bytes(self.read_array::<4>("a long length")?);
                 let n = usize::try_from(n).map_err(|_| self.malformed("negative long length"))?;
                 self.long(n)?;
             }
-            b'G' => {
+            op::BINFLOAT => {
                 let b = self.read_array::<8>("a float")?;
                 self.push(Obj::Float(f64::from_be_bytes(b)))?;
             }
-            b'X' | 0x8c | 0x8d => {
+            op::BINUNICODE | op::SHORT_BINUNICODE | op::BINUNICODE8 => {
                 let n = self.read_len(op, "a string length")?;
                 let raw = self.read_bytes(n, "string data")?;
                 let s = std::str::from_utf8(raw)
@@ -138,7 +111,7 @@ impl<'a> Vm<'a> {
                 let s = s.to_owned();
                 self.push_node(Node::Str(s))?;
             }
-            b'U' | b'T' => {
+            op::SHORT_BINSTRING | op::BINSTRING => {
                 // Protocol 1 byte strings: decoded as latin-1 like `encoding="latin1"` does.
                 let n = self.read_len(op, "a string length")?;
                 let s = self
@@ -148,20 +121,20 @@ impl<'a> Vm<'a> {
                     .collect();
                 self.push_node(Node::Str(s))?;
             }
-            b'B' | b'C' | 0x8e | 0x96 => {
+            op::BINBYTES | op::SHORT_BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
                 let n = self.read_len(op, "a bytes length")?;
                 let b = self.read_bytes(n, "bytes data")?.to_vec();
                 self.push_node(Node::Bytes(b))?;
             }
-            b')' => self.push_node(Node::Tuple(Vec::new()))?,
-            b']' => self.push_node(Node::List(Vec::new()))?,
-            b'}' => self.push_node(Node::Dict(Vec::new()))?,
-            b't' => {
+            op::EMPTY_TUPLE => self.push_node(Node::Tuple(Vec::new()))?,
+            op::EMPTY_LIST => self.push_node(Node::List(Vec::new()))?,
+            op::EMPTY_DICT => self.push_node(Node::Dict(Vec::new()))?,
+            op::TUPLE => {
                 let items = self.pop_mark()?;
                 self.push_node(Node::Tuple(items))?;
             }
-            0x85..=0x87 => {
-                let n = usize::from(op - 0x84);
+            op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
+                let n = usize::from(op - op::TUPLE1) + 1;
                 let floor = self.marks.last().copied().unwrap_or(0);
                 if self.stack.len() < floor + n {
                     return Err(self.malformed("stack underflow"));
@@ -169,51 +142,51 @@ impl<'a> Vm<'a> {
                 let items = self.stack.split_off(self.stack.len() - n);
                 self.push_node(Node::Tuple(items))?;
             }
-            b'l' => {
+            op::LIST => {
                 let items = self.pop_mark()?;
                 self.push_node(Node::List(items))?;
             }
-            b'd' => {
+            op::DICT => {
                 let items = self.pop_mark()?;
                 let pairs = self.pairs(items)?;
                 self.push_node(Node::Dict(pairs))?;
             }
-            b'a' => {
+            op::APPEND => {
                 let v = self.pop()?;
                 self.list_top()?.push(v);
             }
-            b'e' => {
+            op::APPENDS => {
                 let items = self.pop_mark()?;
                 self.list_top()?.extend(items);
             }
-            b's' => {
+            op::SETITEM => {
                 let v = self.pop()?;
                 let k = self.pop()?;
                 self.dict_top()?.push((k, v));
             }
-            b'u' => {
+            op::SETITEMS => {
                 let items = self.pop_mark()?;
                 let pairs = self.pairs(items)?;
                 self.dict_top()?.extend(pairs);
             }
-            b'c' => {
+            op::GLOBAL => {
                 let module = self.read_line()?;
                 let name = self.read_line()?;
                 self.push_node(Node::Global { module, name })?;
             }
-            0x93 => {
+            op::STACK_GLOBAL => {
                 let name = self.pop()?;
                 let module = self.pop()?;
                 let (module, name) = (self.text(module)?, self.text(name)?);
                 self.push_node(Node::Global { module, name })?;
             }
-            b'R' => {
+            op::REDUCE => {
                 let args = self.pop()?;
                 let callable = self.pop()?;
                 let node = self.reduce(callable, args)?;
                 self.push_node(node)?;
             }
-            0x81 => {
+            op::NEWOBJ => {
                 let args = self.pop()?;
                 let callable = self.pop()?;
                 self.push_node(Node::Object {
@@ -222,7 +195,7 @@ impl<'a> Vm<'a> {
                     state: None,
                 })?;
             }
-            0x92 => {
+            op::NEWOBJ_EX => {
                 let kwargs = self.pop()?;
                 let args = self.pop()?;
                 let callable = self.pop()?;
@@ -235,7 +208,7 @@ impl<'a> Vm<'a> {
                     state: None,
                 })?;
             }
-            b'b' => {
+            op::BUILD => {
                 let state = self.pop()?;
                 let target = self.peek()?;
                 match self.node_mut(target) {
@@ -245,14 +218,16 @@ impl<'a> Vm<'a> {
                     _ => return Err(self.malformed("BUILD on something that is not an object")),
                 }
             }
-            b'Q' => {
+            op::BINPERSID => {
                 let pid = self.pop()?;
                 self.push_node(Node::PersistentId(pid))?;
             }
-            b'q' | b'r' | 0x94 => {
+            op::BINPUT | op::LONG_BINPUT | op::MEMOIZE => {
                 let idx = match op {
-                    b'q' => self.read_u8("a memo index")?.into(),
-                    b'r' => u32::from_le_bytes(self.read_array::<4>("a memo index")?).into(),
+                    op::BINPUT => self.read_u8("a memo index")?.into(),
+                    op::LONG_BINPUT => {
+                        u32::from_le_bytes(self.read_array::<4>("a memo index")?).into()
+                    }
                     _ => self.memo.len() as u64,
                 };
                 let top = self.peek()?;
@@ -261,8 +236,8 @@ impl<'a> Vm<'a> {
                 }
                 self.memo.insert(idx, top);
             }
-            b'h' | b'j' => {
-                let idx: u64 = if op == b'h' {
+            op::BINGET | op::LONG_BINGET => {
+                let idx: u64 = if op == op::BINGET {
                     self.read_u8("a memo index")?.into()
                 } else {
                     u32::from_le_bytes(self.read_array::<4>("a memo index")?).into()
@@ -338,7 +313,7 @@ impl<'a> Vm<'a> {
     }
 
     fn pairs(&self, items: Vec<Obj>) -> Result<Vec<(Obj, Obj)>, PickleError> {
-        if items.len() % 2 != 0 {
+        if !items.len().is_multiple_of(2) {
             return Err(self.malformed("odd number of items for a dict"));
         }
         Ok(items.chunks_exact(2).map(|kv| (kv[0], kv[1])).collect())
@@ -453,9 +428,11 @@ impl<'a> Vm<'a> {
     /// The length operand of a string/bytes opcode: 1, 4 or 8 bytes depending on `op`.
     fn read_len(&mut self, op: u8, what: &'static str) -> Result<usize, PickleError> {
         let n: u64 = match op {
-            0x8c | b'C' | b'U' => self.read_u8(what)?.into(),
-            b'X' | b'B' => u32::from_le_bytes(self.read_array::<4>(what)?).into(),
-            b'T' => {
+            op::SHORT_BINUNICODE | op::SHORT_BINBYTES | op::SHORT_BINSTRING => {
+                self.read_u8(what)?.into()
+            }
+            op::BINUNICODE | op::BINBYTES => u32::from_le_bytes(self.read_array::<4>(what)?).into(),
+            op::BINSTRING => {
                 let n = i32::from_le_bytes(self.read_array::<4>(what)?);
                 u64::try_from(n).map_err(|_| self.malformed("negative string length"))?
             }
@@ -501,159 +478,10 @@ impl<'a> Vm<'a> {
 
     /// Copies the arena graph reachable from `top` into an owned [`Value`].
     fn finish(self, top: Obj) -> Result<Value, PickleError> {
-        let mut copier = Copier {
-            arena: &self.arena,
-            limits: self.limits,
-            values: 0,
-            shared_bytes: 0,
-            copied: vec![false; self.arena.len()],
-        };
-        copier.copy(top, 0)
+        copy_out(&self.arena, top, self.limits)
     }
 }
 
-struct Copier<'a> {
-    arena: &'a [Node],
-    limits: &'a Limits,
-    values: usize,
-    shared_bytes: usize,
-    /// Which string/bytes nodes were already copied once (later copies count as shared).
-    copied: Vec<bool>,
-}
-
-impl Copier<'_> {
-    fn copy(&mut self, obj: Obj, depth: usize) -> Result<Value, PickleError> {
-        if depth > self.limits.max_depth {
-            return Err(limit(
-                "levels of nesting (or a reference cycle)",
-                self.limits.max_depth,
-            ));
-        }
-        self.values += 1;
-        if self.values > self.limits.max_values {
-            return Err(limit("values in the result", self.limits.max_values));
-        }
-        let i = match obj {
-            Obj::None => return Ok(Value::None),
-            Obj::Bool(b) => return Ok(Value::Bool(b)),
-            Obj::Int(v) => return Ok(Value::Int(v)),
-            Obj::Float(v) => return Ok(Value::Float(v)),
-            Obj::Node(i) => i,
-        };
-        let d = depth + 1;
-        Ok(match &self.arena[i] {
-            Node::Str(s) => {
-                self.count_bytes(i, s.len())?;
-                Value::Str(s.clone())
-            }
-            Node::Bytes(b) => {
-                self.count_bytes(i, b.len())?;
-                Value::Bytes(b.clone())
-            }
-            Node::Tuple(items) => Value::Tuple(self.copy_all(items, d)?),
-            Node::List(items) => Value::List(self.copy_all(items, d)?),
-            Node::Dict(pairs) => {
-                let mut out = Vec::with_capacity(pairs.len());
-                for &(k, v) in pairs {
-                    out.push((self.copy(k, d)?, self.copy(v, d)?));
-                }
-                Value::Dict(out)
-            }
-            Node::Global { module, name } => Value::Global {
-                module: module.clone(),
-                name: name.clone(),
-            },
-            Node::Object {
-                callable,
-                args,
-                state,
-            } => Value::Object {
-                callable: Box::new(self.copy(*callable, d)?),
-                args: Box::new(self.copy(*args, d)?),
-                state: match state {
-                    Some(s) => Some(Box::new(self.copy(*s, d)?)),
-                    None => None,
-                },
-            },
-            Node::PersistentId(pid) => Value::PersistentId(Box::new(self.copy(*pid, d)?)),
-        })
-    }
-
-    fn copy_all(&mut self, items: &[Obj], depth: usize) -> Result<Vec<Value>, PickleError> {
-        items.iter().map(|&o| self.copy(o, depth)).collect()
-    }
-
-    fn count_bytes(&mut self, node: usize, len: usize) -> Result<(), PickleError> {
-        if std::mem::replace(&mut self.copied[node], true) {
-            self.shared_bytes = self.shared_bytes.saturating_add(len);
-            if self.shared_bytes > self.limits.max_shared_bytes {
-                return Err(limit(
-                    "bytes of repeated strings",
-                    self.limits.max_shared_bytes,
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-fn limit(what: &'static str, limit: usize) -> PickleError {
+pub(super) fn limit(what: &'static str, limit: usize) -> PickleError {
     PickleError::LimitExceeded { what, limit }
-}
-
-/// The name of an opcode, for error messages.
-fn opcode_name(op: u8) -> &'static str {
-    match op {
-        0x80 => "PROTO",
-        0x95 => "FRAME",
-        b'.' => "STOP",
-        b'(' => "MARK",
-        b'0' => "POP",
-        b'1' => "POP_MARK",
-        b'2' => "DUP",
-        b'N' => "NONE",
-        0x88 => "NEWTRUE",
-        0x89 => "NEWFALSE",
-        b'J' => "BININT",
-        b'K' => "BININT1",
-        b'M' => "BININT2",
-        0x8a => "LONG1",
-        0x8b => "LONG4",
-        b'G' => "BINFLOAT",
-        b'X' => "BINUNICODE",
-        0x8c => "SHORT_BINUNICODE",
-        0x8d => "BINUNICODE8",
-        b'U' => "SHORT_BINSTRING",
-        b'T' => "BINSTRING",
-        b'B' => "BINBYTES",
-        b'C' => "SHORT_BINBYTES",
-        0x8e => "BINBYTES8",
-        0x96 => "BYTEARRAY8",
-        b')' => "EMPTY_TUPLE",
-        b']' => "EMPTY_LIST",
-        b'}' => "EMPTY_DICT",
-        b't' => "TUPLE",
-        0x85 => "TUPLE1",
-        0x86 => "TUPLE2",
-        0x87 => "TUPLE3",
-        b'l' => "LIST",
-        b'd' => "DICT",
-        b'a' => "APPEND",
-        b'e' => "APPENDS",
-        b's' => "SETITEM",
-        b'u' => "SETITEMS",
-        b'c' => "GLOBAL",
-        0x93 => "STACK_GLOBAL",
-        b'R' => "REDUCE",
-        0x81 => "NEWOBJ",
-        0x92 => "NEWOBJ_EX",
-        b'b' => "BUILD",
-        b'Q' => "BINPERSID",
-        b'q' => "BINPUT",
-        b'r' => "LONG_BINPUT",
-        0x94 => "MEMOIZE",
-        b'h' => "BINGET",
-        b'j' => "LONG_BINGET",
-        _ => "unknown opcode",
-    }
 }
