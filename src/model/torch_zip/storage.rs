@@ -60,3 +60,44 @@ pub(super) fn decode(dtype: DType, raw: &[u8], big_endian: bool) -> TensorData {
         DType::U8 => TensorData::U8(raw.to_vec()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn contiguity() {
+        assert!(is_contiguous(&[2, 3], &[3, 1]));
+        assert!(is_contiguous(&[], &[]));
+        assert!(
+            is_contiguous(&[1, 3], &[99, 1]),
+            "size-1 dims may carry any stride"
+        );
+        assert!(
+            is_contiguous(&[0, 3], &[5, 7]),
+            "empty tensors have no layout"
+        );
+        assert!(!is_contiguous(&[3, 2], &[1, 3]), "transposed");
+        assert!(!is_contiguous(&[2, 3], &[4, 1]), "padded rows");
+        assert!(!is_contiguous(&[4], &[2]), "every other element");
+    }
+
+    #[test]
+    fn decoding_honours_byte_order() {
+        let le = [0u8, 0, 0x80, 0x3f, 0, 0, 0, 0xc0];
+        assert_eq!(
+            decode(DType::F32, &le, false),
+            TensorData::F32(vec![1.0, -2.0])
+        );
+        let be = [0x3fu8, 0x80, 0, 0];
+        assert_eq!(decode(DType::F32, &be, true), TensorData::F32(vec![1.0]));
+        let i = (-3i64).to_le_bytes();
+        assert_eq!(decode(DType::I64, &i, false), TensorData::I64(vec![-3]));
+        assert_eq!(
+            decode(DType::Bool, &[0, 1, 2], false),
+            TensorData::Bool(vec![false, true, true])
+        );
+        assert_eq!(storage_dtype("HalfStorage"), None);
+        assert_eq!(storage_dtype("LongStorage").map(element_size), Some(8));
+    }
+}
