@@ -54,3 +54,17 @@ pub fn python() -> PathBuf {
     assert!(venv.exists(), "ONNX Runtime not set up: run `bash scripts/setup.sh` (creates .venv) or set MODA_PYTHON");
     venv
 }
+
+/// `reference/golden/<variant>` (a folder that must exist).
+pub fn golden_dir(variant: &str) -> PathBuf {
+    let p = reference_dir().join("golden").join(variant);
+    assert!(p.is_dir(), "golden folder missing: {}", p.display());
+    p
+}
+
+/// `reference/<rel>` (a file that must exist).
+pub fn reference_file(rel: &str) -> PathBuf {
+    let p = reference_dir().join(rel);
+    assert!(p.is_file(), "reference file missing: {}", p.display());
+    p
+}
