@@ -54,13 +54,17 @@ pub fn diagonal_memory_mask(n: usize) -> Tensor {
 /// 10000^(−2i/d)), computed in float32 as PyTorch does: row-major [positions.len(), d].
 pub fn sinusoid_table(positions: impl Iterator<Item = usize>, d: usize) -> Vec<f32> {
     let k = -(10000f64.ln() / d as f64) as f32;
-    let div: Vec<f32> = (0..d).step_by(2).map(|i| (i as f32 * k).exp()).collect();
+    // exp and sin/cos evaluated in f64 and rounded once: within PyTorch's float32 kernels' ulp.
+    let div: Vec<f32> = (0..d)
+        .step_by(2)
+        .map(|i| ((i as f32 * k) as f64).exp() as f32)
+        .collect();
     let mut out = Vec::new();
     for p in positions {
         let p = p as f32;
         for (c, &dv) in (0..d).zip(div.iter().flat_map(|x| [x, x])) {
-            let a = p * dv;
-            out.push(if c % 2 == 0 { a.sin() } else { a.cos() });
+            let a = (p * dv) as f64;
+            out.push(if c % 2 == 0 { a.sin() } else { a.cos() } as f32);
         }
     }
     out
@@ -350,5 +354,45 @@ pub fn build(
         long,
         mu,
         logvar,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn alibi_mask_steps_every_period_and_blocks_the_future() {
+        let t = alibi_mask(61, 30);
+        let m = t.as_f32().expect("f32");
+        let at = |i: usize, j: usize| m[i * 61 + j];
+        assert_eq!(
+            (at(0, 0), at(29, 0), at(30, 0), at(60, 0), at(60, 31)),
+            (0.0, 0.0, -1.0 / 256.0, -2.0 / 256.0, -0.0)
+        );
+        assert_eq!(at(0, 1), f32::NEG_INFINITY);
+        assert_eq!(at(59, 60), f32::NEG_INFINITY);
+    }
+
+    #[test]
+    fn memory_mask_leaves_only_the_diagonal_open() {
+        let Tensor {
+            data: TensorData::Bool(m),
+            ..
+        } = diagonal_memory_mask(3)
+        else {
+            panic!("bool")
+        };
+        assert_eq!(
+            m,
+            vec![false, true, true, true, false, true, true, true, false]
+        );
+    }
+
+    #[test]
+    fn sinusoid_rows_alternate_sin_and_cos() {
+        let t = sinusoid_table([0, 1].into_iter(), 4);
+        assert_eq!(&t[..4], &[0.0, 1.0, 0.0, 1.0]);
+        assert!((t[4] - 1f32.sin()).abs() < 1e-7 && (t[7] - 0.01f32.cos()).abs() < 1e-7);
     }
 }

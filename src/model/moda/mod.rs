@@ -235,7 +235,7 @@ impl Hparams {
                 .ok_or_else(|| CheckpointError::MissingKey {
                     path: ck.path.clone(),
                     key: format!("{prefix}.layers.0.weight"),
-                    shape: "[?, 256]".into(),
+                    shape: "?".into(),
                     dtype: super::tensor::DType::F32,
                 })
         };
@@ -384,4 +384,26 @@ fn slice_to(g: &mut Graph, x: &V, ends: &V, axes: &[i64]) -> V {
     let s = g.ints(&vec![0; axes.len()]);
     let a = g.ints(axes);
     g.op("Slice", &[x, &s, ends, &a], vec![])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wav2vec_frame_count_follows_the_conv_stack() {
+        let w = Wav2VecHparams::tiny();
+        assert_eq!(w.frames_for_samples(48271), 150); // golden dbg_w2v_conv_features
+        assert_eq!(w.frames_for_samples(399), 0);
+        assert_eq!(w.frames_for_samples(400), 1);
+        assert_eq!(w.hop(), 320);
+    }
+
+    #[test]
+    fn specs_of_presets_hold_every_release_entry() {
+        // checkpoint_keys.md: 449 entries, 97,600,499 elements for the release MODANet.
+        let s = specs(&Hparams::preset(Preset::Release));
+        assert_eq!(s.len(), 449);
+        assert_eq!(s.iter().map(|p| p.shape.iter().product::<usize>()).sum::<usize>(), 97_600_499);
+    }
 }

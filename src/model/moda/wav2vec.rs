@@ -359,7 +359,7 @@ fn pos_conv(g: &mut Graph, ck: &Checkpoint, w: &Wav2VecHparams, h: &V) -> V {
             a_ints("kernel_shape", &[k as i64]),
         ],
     );
-    let y = if k % 2 == 0 {
+    let y = if k.is_multiple_of(2) {
         slice(g, &y, 0, -1, 2)
     } else {
         y
