@@ -68,6 +68,8 @@ pub enum CheckpointError {
         expected: DType,
         found: DType,
     },
+    #[error("{path}: cannot use these hyper-parameters: {detail}")]
+    BadHparams { path: PathBuf, detail: String },
 }
 
 impl Checkpoint {

@@ -10,6 +10,7 @@
 //! [`import`] strings them together: read, infer, validate strictly, build.
 
 pub mod checkpoint;
+pub mod moda;
 pub mod nn;
 pub mod onnx;
 pub mod pickle;
