@@ -10,8 +10,10 @@
 //! [`import`] strings them together: read, infer, validate strictly, build.
 
 pub mod checkpoint;
+pub mod faco;
 pub mod nn;
 pub mod onnx;
+pub mod renderer;
 pub mod spec;
 pub mod tensor;
 
