@@ -498,4 +498,18 @@ mod tests {
             "{err}"
         );
     }
+
+    #[test]
+    fn bare_generator_state_dict_is_explained() {
+        let h = Hparams::preset(Preset::Tiny);
+        let mut specs = specs(&h);
+        for s in &mut specs {
+            s.key = s.key.trim_start_matches("netG.").to_string();
+        }
+        let ck = random_checkpoint(&specs, 2, "bare");
+        let err = Hparams::infer(&ck)
+            .expect_err("no netG. prefix")
+            .to_string();
+        assert!(err.contains("without the `netG.` prefix"), "{err}");
+    }
 }
