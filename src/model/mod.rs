@@ -13,12 +13,15 @@ pub mod checkpoint;
 pub mod faco;
 pub mod nn;
 pub mod onnx;
+pub mod pickle;
 pub mod renderer;
 pub mod spec;
 pub mod tensor;
+pub mod torch_zip;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
 pub use tensor::{DType, Tensor, TensorData};
+pub use torch_zip::{load_checkpoint, load_reference_image};
 
 /// Sizes for `models init`: `release` has the official sizes (for benchmarks), `tiny` is small
 /// enough for fast tests.
