@@ -11,9 +11,11 @@
 
 pub mod checkpoint;
 pub mod moda;
+pub mod faco;
 pub mod nn;
 pub mod onnx;
 pub mod pickle;
+pub mod renderer;
 pub mod spec;
 pub mod tensor;
 pub mod torch_zip;
