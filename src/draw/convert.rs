@@ -2,8 +2,10 @@
 //!
 //! * the exact 2 × 2 shrink that OpenCV `INTER_LINEAR` performs for a factor of 2 on uint8
 //!   (`(a + b + c + d + 2) >> 2` per channel), used when the renderer runs at 256;
-//! * uint8 HWC RGB → float32 CHW in [−1, 1] by `(v/255 − 0.5)/0.5` (torchvision `ToTensor` +
-//!   `Normalize`, float32 arithmetic);
+//! * uint8 HWC RGB → float32 CHW in [−1, 1] by `(v/255 − 0.5)/0.5`, evaluated in float64 and
+//!   rounded once to float32 (the official `im2tensor` maps in NumPy float64; float32 arithmetic
+//!   differs in the last bit for about half of the levels, checked against
+//!   `golden/render_small/input_mesh.npy`);
 //! * renderer float32 CHW → uint8 HWC by `trunc(clip((p + 1)/2·255, 0, 255))` (official
 //!   `tensor2im`, float32 arithmetic).
 
@@ -53,7 +55,7 @@ pub fn shrink_2x(
     height: usize,
     dst: &mut [u8],
 ) -> Result<(), ConvertError> {
-    if width % 2 != 0 || height % 2 != 0 {
+    if !width.is_multiple_of(2) || !height.is_multiple_of(2) {
         return Err(ConvertError::Odd { width, height });
     }
     check("source image", src.len(), width * height * 3, width, height)?;
@@ -82,11 +84,11 @@ pub fn shrink_2x(
     Ok(())
 }
 
-/// The float32 value `(v/255 − 0.5)/0.5` for every uint8 `v`.
+/// `(v/255 − 0.5)/0.5` in float64, rounded to float32, for every uint8 `v`.
 fn unit_lut() -> [f32; 256] {
     let mut lut = [0.0f32; 256];
     for (v, o) in lut.iter_mut().enumerate() {
-        *o = (v as f32 / 255.0 - 0.5) / 0.5;
+        *o = ((v as f64 / 255.0 - 0.5) / 0.5) as f32;
     }
     lut
 }
