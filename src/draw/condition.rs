@@ -5,6 +5,9 @@
 //! (thickness 1), contours and irises (thickness 2), then the two shoulder polylines
 //! (thickness 2), every segment with `cv2.line` LINE_8 semantics ([`super::raster`]), point
 //! coordinates truncated toward zero. The canvas is finally flipped BGR → RGB.
+//!
+//! The stage is settings plus state (STYLE 4); its state is only the preallocated canvas and
+//! point buffers, so there is no Stopped/Running lifecycle: drawing opens no resource.
 
 use super::raster::{self, ImageMut};
 use crate::face::pose::truncate_px;
@@ -153,5 +156,48 @@ impl ConditionDrawer {
             o[2] = c[0];
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wrong_lengths_are_errors_not_panics() {
+        let mut d = ConditionDrawer::new(
+            DrawSettings {
+                width: 64,
+                height: 32,
+            },
+            Tables::official().unwrap(),
+        )
+        .unwrap();
+        let face = vec![[10.0, 10.0]; FACE_POINTS];
+        let sh = vec![[5.0, 5.0]; SHOULDER_POINTS];
+        let mut out = vec![0u8; 64 * 32 * 3];
+        assert!(matches!(
+            d.process(&face[1..], &sh, &mut out),
+            Err(DrawError::Length { expected: 478, .. })
+        ));
+        assert!(matches!(
+            d.process(&face, &sh, &mut out[1..]),
+            Err(DrawError::Length { .. })
+        ));
+        d.process(&face, &sh, &mut out).unwrap();
+        // Everything collapses onto two points: the face disc in contour/iris colours, RGB order.
+        assert_ne!(&out[(10 * 64 + 10) * 3..(10 * 64 + 10) * 3 + 3], &[0, 0, 0]);
+        assert_eq!(
+            &out[(5 * 64 + 5) * 3..(5 * 64 + 5) * 3 + 3],
+            &[225, 225, 225]
+        );
+        assert!(ConditionDrawer::new(
+            DrawSettings {
+                width: 0,
+                height: 1
+            },
+            Tables::official().unwrap()
+        )
+        .is_err());
     }
 }
