@@ -5,5 +5,7 @@
 //! devices know nothing of networks.
 
 pub mod backend;
+pub mod draw;
+pub mod face;
 pub mod model;
 pub mod util;

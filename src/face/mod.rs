@@ -1,0 +1,6 @@
+//! Landmark groups and drawing tables, avatar meta data (`repr.npz`), head-pose
+//! de-normalisation and projection.
+
+pub mod pose;
+pub mod repr;
+pub mod tables;
