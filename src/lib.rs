@@ -4,6 +4,8 @@
 //! Module boundaries follow `ARCHITECTURE.md`: `model` and `face` know nothing of devices,
 //! devices know nothing of networks.
 
+pub mod audio;
 pub mod backend;
 pub mod model;
+pub mod motion;
 pub mod util;

@@ -1,0 +1,70 @@
+//! Helpers shared by the integration tests: where the reference data lives, golden arrays,
+//! error measures. A missing golden file fails the test; nothing is skipped.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+
+use moda_edge::model::Tensor;
+use moda_edge::util::npy;
+
+/// `../shared/reference` beside the checkout (or `$MODA_REFERENCE`).
+pub fn reference_dir() -> PathBuf {
+    if let Ok(dir) = std::env::var("MODA_REFERENCE") {
+        return PathBuf::from(dir);
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    for candidate in [
+        root.join("../shared/reference"),
+        root.join("../../shared/reference"),
+    ] {
+        if candidate.join("golden").is_dir() {
+            return candidate;
+        }
+    }
+    panic!(
+        "reference data not found: expected ../shared/reference beside {} (or set MODA_REFERENCE)",
+        root.display()
+    );
+}
+
+/// `reference/golden/<rel>`.
+pub fn golden(rel: &str) -> PathBuf {
+    let p = reference_dir().join("golden").join(rel);
+    assert!(p.exists(), "golden file missing: {}", p.display());
+    p
+}
+
+/// A golden `.npy` array.
+pub fn golden_npy(rel: &str) -> Tensor {
+    npy::read(&golden(rel)).unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// A field of a golden folder's `meta.json`.
+pub fn golden_meta(folder: &str) -> serde_json::Value {
+    let text = std::fs::read_to_string(golden(&format!("{folder}/meta.json")))
+        .expect("meta.json readable");
+    serde_json::from_str(&text).expect("meta.json is JSON")
+}
+
+/// Max |a − b| over two equally shaped tensors (compared as float64).
+pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
+    assert_eq!(a.shape, b.shape, "shapes differ");
+    a.to_f64_vec()
+        .iter()
+        .zip(b.to_f64_vec())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
+}
+
+/// The Python interpreter that has onnxruntime (`$MODA_PYTHON`, else `.venv/bin/python3`).
+pub fn python() -> PathBuf {
+    if let Ok(p) = std::env::var("MODA_PYTHON") {
+        return PathBuf::from(p);
+    }
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
+    assert!(
+        venv.exists(),
+        "ONNX Runtime not set up: run `bash scripts/setup.sh` (creates .venv) or set MODA_PYTHON"
+    );
+    venv
+}
