@@ -10,8 +10,10 @@
 //!
 //! [`load_wav_16k`] does the first three steps. For a file that is already 16 kHz the samples
 //! pass through bit for bit, so the result equals librosa's exactly; other rates go through a
-//! windowed-sinc resampler (rubato) instead of librosa's soxr, which differs from it by the
-//! resampler's own rounding and pass-band ripple only.
+//! windowed-sinc resampler (rubato) instead of librosa's soxr. Measured against soxr_hq on
+//! 44.1 kHz tones up to 6.9 kHz: 7e-5 max difference away from the first and last 200 output
+//! samples (same alignment, no delay), 4e-3 at the edges; broadband content near 8 kHz differs
+//! more, as the two low-pass transition bands differ.
 
 mod normalize;
 mod resample;
