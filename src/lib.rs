@@ -4,8 +4,10 @@
 //! Module boundaries follow `ARCHITECTURE.md`: `model` and `face` know nothing of devices,
 //! devices know nothing of networks.
 
+pub mod audio;
 pub mod backend;
 pub mod draw;
 pub mod face;
 pub mod model;
+pub mod motion;
 pub mod util;
