@@ -6,4 +6,5 @@
 
 pub mod backend;
 pub mod model;
+pub mod sink;
 pub mod util;

@@ -14,9 +14,16 @@ pub use model::{IoSpec, OnnxModel, ShapeError};
 #[derive(Debug, thiserror::Error)]
 pub enum BackendError {
     #[error("cannot prepare {model} on {backend}: {detail}")]
-    Prepare { model: String, backend: &'static str, detail: String },
+    Prepare {
+        model: String,
+        backend: &'static str,
+        detail: String,
+    },
     #[error("inference failed on {backend}: {detail}")]
-    Run { backend: &'static str, detail: String },
+    Run {
+        backend: &'static str,
+        detail: String,
+    },
     #[error(transparent)]
     Shape(#[from] ShapeError),
 }
@@ -31,7 +38,11 @@ pub trait Backend {
     /// # Errors
     /// [`BackendError::Shape`] when a shape does not fit the model's declared inputs,
     /// [`BackendError::Prepare`] when the backend cannot run the graph.
-    fn prepare(&self, model: &OnnxModel, shapes: &[(&str, Vec<usize>)]) -> Result<Self::Prepared, BackendError>;
+    fn prepare(
+        &self,
+        model: &OnnxModel,
+        shapes: &[(&str, Vec<usize>)],
+    ) -> Result<Self::Prepared, BackendError>;
 }
 
 /// A model translated for fixed shapes; immutable and shareable between threads.

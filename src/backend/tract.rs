@@ -29,7 +29,9 @@ impl TractBackend {
     pub fn new(threads: usize) -> TractBackend {
         let threads = threads.max(1);
         if threads > 1 {
-            tract_linalg::multithread::set_default_executor(tract_linalg::multithread::Executor::multithread(threads));
+            tract_linalg::multithread::set_default_executor(
+                tract_linalg::multithread::Executor::multithread(threads),
+            );
         }
         TractBackend { threads }
     }
@@ -49,32 +51,54 @@ impl Backend for TractBackend {
         NAME
     }
 
-    fn prepare(&self, model: &OnnxModel, shapes: &[(&str, Vec<usize>)]) -> Result<TractPrepared, BackendError> {
+    fn prepare(
+        &self,
+        model: &OnnxModel,
+        shapes: &[(&str, Vec<usize>)],
+    ) -> Result<TractPrepared, BackendError> {
         let inputs = model.resolve_shapes(shapes)?;
         let err = |e: TractError| BackendError::Prepare {
             model: model.label.clone(),
             backend: NAME,
-            detail: format!("{e:?}").lines().next().unwrap_or_default().to_string(),
+            detail: format!("{e:?}")
+                .lines()
+                .next()
+                .unwrap_or_default()
+                .to_string(),
         };
         let onnx = tract_onnx::onnx();
         let mut inference = onnx.model_for_proto_model(&model.proto).map_err(err)?;
         for (i, spec) in inputs.iter().enumerate() {
-            inference = inference.with_input_fact(i, f32::fact(&spec.shape).into()).map_err(err)?;
+            inference = inference
+                .with_input_fact(i, f32::fact(&spec.shape).into())
+                .map_err(err)?;
         }
         let typed = inference.into_optimized().map_err(err)?;
         let mut outputs = Vec::new();
         for (i, outlet) in typed.output_outlets().map_err(err)?.iter().enumerate() {
             let fact = typed.outlet_fact(*outlet).map_err(err)?;
-            let shape = fact.shape.as_concrete().map(|s| s.to_vec()).ok_or_else(|| BackendError::Prepare {
-                model: model.label.clone(),
-                backend: NAME,
-                detail: format!("output {i} has no concrete shape ({:?})", fact.shape),
-            })?;
-            let name = model.outputs.get(i).map(|o| o.0.clone()).unwrap_or_else(|| format!("output{i}"));
+            let shape = fact
+                .shape
+                .as_concrete()
+                .map(|s| s.to_vec())
+                .ok_or_else(|| BackendError::Prepare {
+                    model: model.label.clone(),
+                    backend: NAME,
+                    detail: format!("output {i} has no concrete shape ({:?})", fact.shape),
+                })?;
+            let name = model
+                .outputs
+                .get(i)
+                .map(|o| o.0.clone())
+                .unwrap_or_else(|| format!("output{i}"));
             outputs.push(IoSpec { name, shape });
         }
         let plan = typed.into_runnable().map_err(err)?;
-        Ok(TractPrepared { plan, inputs, outputs })
+        Ok(TractPrepared {
+            plan,
+            inputs,
+            outputs,
+        })
     }
 }
 
@@ -90,11 +114,31 @@ impl Prepared for TractPrepared {
     }
 
     fn session(&self) -> Result<TractSession, BackendError> {
-        let state = TypedSimpleState::new(&self.plan).map_err(|e| BackendError::Run { backend: NAME, detail: e.to_string() })?;
-        let tensors = self.inputs.iter().map(|s| Arc::new(Tensor::zero::<f32>(&s.shape).expect("f32 zeros"))).collect();
-        let inputs = self.inputs.iter().map(|s| vec![0f32; s.shape.iter().product()]).collect();
-        let outputs = self.outputs.iter().map(|s| vec![0f32; s.shape.iter().product()]).collect();
-        Ok(TractSession { state, tensors, inputs, outputs })
+        let state = TypedSimpleState::new(&self.plan).map_err(|e| BackendError::Run {
+            backend: NAME,
+            detail: e.to_string(),
+        })?;
+        let tensors = self
+            .inputs
+            .iter()
+            .map(|s| Arc::new(Tensor::zero::<f32>(&s.shape).expect("f32 zeros")))
+            .collect();
+        let inputs = self
+            .inputs
+            .iter()
+            .map(|s| vec![0f32; s.shape.iter().product()])
+            .collect();
+        let outputs = self
+            .outputs
+            .iter()
+            .map(|s| vec![0f32; s.shape.iter().product()])
+            .collect();
+        Ok(TractSession {
+            state,
+            tensors,
+            inputs,
+            outputs,
+        })
     }
 }
 
@@ -113,21 +157,36 @@ impl Session for TractSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
-        let err = |e: TractError| BackendError::Run { backend: NAME, detail: format!("{e:?}") };
+        let err = |e: TractError| BackendError::Run {
+            backend: NAME,
+            detail: format!("{e:?}"),
+        };
         for (tensor, buf) in self.tensors.iter_mut().zip(&self.inputs) {
             let tensor = Arc::get_mut(tensor).ok_or_else(|| BackendError::Run {
                 backend: NAME,
                 detail: "input tensor still held by a previous run".into(),
             })?;
-            tensor.try_as_plain_ram_mut().map_err(err)?.as_slice_mut::<f32>().map_err(err)?.copy_from_slice(buf);
+            tensor
+                .try_as_plain_ram_mut()
+                .map_err(err)?
+                .as_slice_mut::<f32>()
+                .map_err(err)?
+                .copy_from_slice(buf);
         }
-        let values: TVec<TValue> = self.tensors.iter().map(|t| TValue::from_const(Arc::clone(t))).collect();
+        let values: TVec<TValue> = self
+            .tensors
+            .iter()
+            .map(|t| TValue::from_const(Arc::clone(t)))
+            .collect();
         let results = self.state.run(values).map_err(err)?;
         for (buf, value) in self.outputs.iter_mut().zip(results.iter()) {
             let plain = value.try_as_plain_ram().map_err(err)?;
             let view = plain.as_slice::<f32>().map_err(err)?;
             if view.len() != buf.len() {
-                return Err(BackendError::Run { backend: NAME, detail: "output size changed between runs".into() });
+                return Err(BackendError::Run {
+                    backend: NAME,
+                    detail: "output size changed between runs".into(),
+                });
             }
             buf.copy_from_slice(view);
         }

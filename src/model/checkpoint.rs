@@ -24,21 +24,50 @@ pub struct Checkpoint {
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
     #[error("cannot read checkpoint {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{path} is not a PyTorch checkpoint (expected the zip container written by torch.save): {detail}")]
     NotTorch { path: PathBuf, detail: String },
     #[error("{path} is damaged: {detail}")]
     Corrupt { path: PathBuf, detail: String },
     #[error("{path} is not a {expected} checkpoint: {detail}")]
-    WrongKind { path: PathBuf, expected: &'static str, detail: String },
+    WrongKind {
+        path: PathBuf,
+        expected: &'static str,
+        detail: String,
+    },
     #[error("{path}: missing key `{key}` (expected {dtype} tensor of shape {shape})")]
-    MissingKey { path: PathBuf, key: String, shape: String, dtype: DType },
-    #[error("{path}: unexpected key `{key}` (shape {shape}) that the {kind} network does not have")]
-    UnexpectedKey { path: PathBuf, key: String, shape: String, kind: &'static str },
+    MissingKey {
+        path: PathBuf,
+        key: String,
+        shape: String,
+        dtype: DType,
+    },
+    #[error(
+        "{path}: unexpected key `{key}` (shape {shape}) that the {kind} network does not have"
+    )]
+    UnexpectedKey {
+        path: PathBuf,
+        key: String,
+        shape: String,
+        kind: &'static str,
+    },
     #[error("{path}: key `{key}` has shape {found}, expected {expected}")]
-    ShapeMismatch { path: PathBuf, key: String, expected: String, found: String },
+    ShapeMismatch {
+        path: PathBuf,
+        key: String,
+        expected: String,
+        found: String,
+    },
     #[error("{path}: key `{key}` is {found}, expected {expected}")]
-    DTypeMismatch { path: PathBuf, key: String, expected: DType, found: DType },
+    DTypeMismatch {
+        path: PathBuf,
+        key: String,
+        expected: DType,
+        found: DType,
+    },
 }
 
 impl Checkpoint {
@@ -48,12 +77,14 @@ impl Checkpoint {
     /// [`CheckpointError::MissingKey`] when the key is absent (the shape in the message is
     /// unknown here and reads `?`).
     pub fn get(&self, key: &str) -> Result<&Tensor, CheckpointError> {
-        self.tensors.get(key).ok_or_else(|| CheckpointError::MissingKey {
-            path: self.path.clone(),
-            key: key.to_string(),
-            shape: "?".into(),
-            dtype: DType::F32,
-        })
+        self.tensors
+            .get(key)
+            .ok_or_else(|| CheckpointError::MissingKey {
+                path: self.path.clone(),
+                key: key.to_string(),
+                shape: "?".into(),
+                dtype: DType::F32,
+            })
     }
 
     /// Shape of `key`, or `None` when absent.

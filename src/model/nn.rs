@@ -14,9 +14,20 @@ pub const BN_EPS: f32 = 1e-5;
 
 /// Specs of `torch.nn.Linear(d_in, d_out)` at `prefix`.
 pub fn linear_specs(prefix: &str, d_in: usize, d_out: usize, bias: bool) -> Vec<ParamSpec> {
-    let mut v = vec![ParamSpec::new(format!("{prefix}.weight"), &[d_out, d_in], Init::Weight { fan_in: d_in, gain: 1.0 })];
+    let mut v = vec![ParamSpec::new(
+        format!("{prefix}.weight"),
+        &[d_out, d_in],
+        Init::Weight {
+            fan_in: d_in,
+            gain: 1.0,
+        },
+    )];
     if bias {
-        v.push(ParamSpec::new(format!("{prefix}.bias"), &[d_out], Init::Bias));
+        v.push(ParamSpec::new(
+            format!("{prefix}.bias"),
+            &[d_out],
+            Init::Bias,
+        ));
     }
     v
 }
@@ -64,10 +75,17 @@ pub fn batch_norm_affine(ck: &Checkpoint, prefix: &str) -> (Vec<f32>, Vec<f32>) 
 /// Works on any rank: the last axis is the feature axis.
 pub fn linear(g: &mut Graph, ck: &Checkpoint, prefix: &str, bn: Option<&str>, x: &V) -> V {
     let w = ck.f32(&format!("{prefix}.weight"));
-    let shape = ck.shape(&format!("{prefix}.weight")).expect("validated").to_vec();
+    let shape = ck
+        .shape(&format!("{prefix}.weight"))
+        .expect("validated")
+        .to_vec();
     let (d_out, d_in) = (shape[0], shape[1]);
     let bias_key = format!("{prefix}.bias");
-    let mut b: Vec<f32> = if ck.tensors.contains_key(&bias_key) { ck.f32(&bias_key).to_vec() } else { vec![0.0; d_out] };
+    let mut b: Vec<f32> = if ck.tensors.contains_key(&bias_key) {
+        ck.f32(&bias_key).to_vec()
+    } else {
+        vec![0.0; d_out]
+    };
     // Stored transposed, [in, out], so MatMul needs no Transpose node.
     let mut wt = vec![0f32; d_in * d_out];
     for o in 0..d_out {
@@ -100,9 +118,17 @@ pub fn mlp_specs(prefix: &str, dims: &[usize], norm: bool) -> Vec<ParamSpec> {
     let n = dims.len() - 1;
     for layer in 0..n {
         let idx = layer * step;
-        v.extend(linear_specs(&format!("{prefix}.layers.{idx}"), dims[layer], dims[layer + 1], true));
+        v.extend(linear_specs(
+            &format!("{prefix}.layers.{idx}"),
+            dims[layer],
+            dims[layer + 1],
+            true,
+        ));
         if norm && layer + 1 < n {
-            v.extend(batch_norm_specs(&format!("{prefix}.layers.{}", idx + 1), dims[layer + 1]));
+            v.extend(batch_norm_specs(
+                &format!("{prefix}.layers.{}", idx + 1),
+                dims[layer + 1],
+            ));
         }
     }
     v
@@ -146,10 +172,17 @@ pub fn layer_norm(g: &mut Graph, ck: &Checkpoint, prefix: &str, eps: f32, x: &V)
     let wkey = format!("{prefix}.weight");
     let c = ck.shape(&wkey).expect("validated")[0];
     let w = g.init_f32(&wkey, &[c], ck.f32(&wkey).to_vec());
-    let b = g.init_f32(&format!("{prefix}.bias"), &[c], ck.f32(&format!("{prefix}.bias")).to_vec());
+    let b = g.init_f32(
+        &format!("{prefix}.bias"),
+        &[c],
+        ck.f32(&format!("{prefix}.bias")).to_vec(),
+    );
     g.op(
         "LayerNormalization",
         &[x, &w, &b],
-        vec![super::onnx::a_int("axis", -1), super::onnx::a_float("epsilon", eps)],
+        vec![
+            super::onnx::a_int("axis", -1),
+            super::onnx::a_float("epsilon", eps),
+        ],
     )
 }

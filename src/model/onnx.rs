@@ -6,9 +6,9 @@
 
 use prost::Message;
 use tract_onnx::pb::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, TensorProto, TensorShapeProto,
-    TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 
 /// ONNX opset of every graph we write.
@@ -72,7 +72,11 @@ impl Graph {
 
     /// A float32 initializer.
     pub fn init_f32(&mut self, hint: &str, shape: &[usize], data: Vec<f32>) -> V {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "initializer {hint}: shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "initializer {hint}: shape/data mismatch"
+        );
         let name = self.fresh(hint);
         let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.initializers.push(TensorProto {
@@ -87,7 +91,11 @@ impl Graph {
 
     /// An int64 initializer.
     pub fn init_i64(&mut self, hint: &str, shape: &[usize], data: Vec<i64>) -> V {
-        assert_eq!(shape.iter().product::<usize>(), data.len(), "initializer {hint}: shape/data mismatch");
+        assert_eq!(
+            shape.iter().product::<usize>(),
+            data.len(),
+            "initializer {hint}: shape/data mismatch"
+        );
         let name = self.fresh(hint);
         let raw = data.iter().flat_map(|x| x.to_le_bytes()).collect();
         self.initializers.push(TensorProto {
@@ -112,11 +120,19 @@ impl Graph {
 
     /// Appends one node with a single output and returns it.
     pub fn op(&mut self, op_type: &str, inputs: &[&V], attrs: Vec<AttributeProto>) -> V {
-        self.op_n(op_type, inputs, attrs, 1).pop().expect("one output")
+        self.op_n(op_type, inputs, attrs, 1)
+            .pop()
+            .expect("one output")
     }
 
     /// Appends one node with `n` outputs.
-    pub fn op_n(&mut self, op_type: &str, inputs: &[&V], attrs: Vec<AttributeProto>, n: usize) -> Vec<V> {
+    pub fn op_n(
+        &mut self,
+        op_type: &str,
+        inputs: &[&V],
+        attrs: Vec<AttributeProto>,
+        n: usize,
+    ) -> Vec<V> {
         let name = self.fresh(op_type);
         let outputs: Vec<String> = (0..n).map(|i| format!("{name}:{i}")).collect();
         self.nodes.push(NodeProto {
@@ -183,7 +199,10 @@ impl Graph {
     pub fn into_model(self, name: &str, metadata: &[(String, String)]) -> ModelProto {
         ModelProto {
             ir_version: 8,
-            opset_import: vec![OperatorSetIdProto { domain: String::new(), version: OPSET }],
+            opset_import: vec![OperatorSetIdProto {
+                domain: String::new(),
+                version: OPSET,
+            }],
             producer_name: "moda-edge".into(),
             producer_version: env!("CARGO_PKG_VERSION").into(),
             graph: Some(GraphProto {
@@ -196,7 +215,10 @@ impl Graph {
             }),
             metadata_props: metadata
                 .iter()
-                .map(|(k, v)| StringStringEntryProto { key: k.clone(), value: v.clone() })
+                .map(|(k, v)| StringStringEntryProto {
+                    key: k.clone(),
+                    value: v.clone(),
+                })
                 .collect(),
             ..Default::default()
         }
@@ -241,15 +263,30 @@ fn value_info(name: &str, dt: DataType, dims: &[Dim]) -> ValueInfoProto {
 }
 
 pub fn a_int(name: &str, i: i64) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Int as i32, i, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Int as i32,
+        i,
+        ..Default::default()
+    }
 }
 
 pub fn a_ints(name: &str, ints: &[i64]) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Ints as i32, ints: ints.to_vec(), ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Ints as i32,
+        ints: ints.to_vec(),
+        ..Default::default()
+    }
 }
 
 pub fn a_float(name: &str, f: f32) -> AttributeProto {
-    AttributeProto { name: name.into(), r#type: AttributeType::Float as i32, f, ..Default::default() }
+    AttributeProto {
+        name: name.into(),
+        r#type: AttributeType::Float as i32,
+        f,
+        ..Default::default()
+    }
 }
 
 pub fn a_str(name: &str, s: &str) -> AttributeProto {

@@ -47,7 +47,12 @@ impl ParamSpec {
             Init::Fixed(t) => t.dtype(),
             _ => DType::F32,
         };
-        ParamSpec { key: key.into(), shape: shape.to_vec(), dtype, init }
+        ParamSpec {
+            key: key.into(),
+            shape: shape.to_vec(),
+            dtype,
+            init,
+        }
     }
 }
 
@@ -56,7 +61,11 @@ impl ParamSpec {
 ///
 /// # Errors
 /// The first problem found, in spec order (missing / shape / dtype), then unexpected keys.
-pub fn validate(ckpt: &Checkpoint, specs: &[ParamSpec], kind: &'static str) -> Result<(), CheckpointError> {
+pub fn validate(
+    ckpt: &Checkpoint,
+    specs: &[ParamSpec],
+    kind: &'static str,
+) -> Result<(), CheckpointError> {
     let path = || ckpt.path.clone();
     for spec in specs {
         let Some(t) = ckpt.tensors.get(&spec.key) else {
@@ -85,7 +94,11 @@ pub fn validate(ckpt: &Checkpoint, specs: &[ParamSpec], kind: &'static str) -> R
         }
     }
     let known: std::collections::HashSet<&str> = specs.iter().map(|s| s.key.as_str()).collect();
-    if let Some((key, t)) = ckpt.tensors.iter().find(|(k, _)| !known.contains(k.as_str())) {
+    if let Some((key, t)) = ckpt
+        .tensors
+        .iter()
+        .find(|(k, _)| !known.contains(k.as_str()))
+    {
         return Err(CheckpointError::UnexpectedKey {
             path: path(),
             key: key.clone(),
@@ -110,23 +123,39 @@ pub fn random_checkpoint(specs: &[ParamSpec], seed: u64, label: &str) -> Checkpo
             Init::Weight { fan_in, gain } => {
                 let bound = gain / (*fan_in as f32).sqrt();
                 let dist = Uniform::new_inclusive(-bound, bound).expect("finite bound");
-                Tensor::f32(spec.shape.clone(), (0..n).map(|_| dist.sample(&mut rng)).collect())
+                Tensor::f32(
+                    spec.shape.clone(),
+                    (0..n).map(|_| dist.sample(&mut rng)).collect(),
+                )
             }
             Init::Bias => normal(&mut rng, &spec.shape, 0.0, 0.05),
             Init::NormScale => uniform(&mut rng, &spec.shape, 0.8, 1.2),
             Init::NormShift => normal(&mut rng, &spec.shape, 0.0, 0.1),
             Init::RunningVar => uniform(&mut rng, &spec.shape, 0.5, 1.5),
             Init::WeightNormG => {
-                let v_key = spec.key.replace("weight_g", "weight_v").replace("original0", "original1");
-                let v = tensors.get(&v_key).and_then(Tensor::as_f32).expect("weight_v precedes weight_g");
+                let v_key = spec
+                    .key
+                    .replace("weight_g", "weight_v")
+                    .replace("original0", "original1");
+                let v = tensors
+                    .get(&v_key)
+                    .and_then(Tensor::as_f32)
+                    .expect("weight_v precedes weight_g");
                 let norms = weight_norm_dim2(v, &tensors[&v_key].shape);
-                let data = norms.iter().map(|&x| x * rng.random_range(0.5f32..1.5)).collect();
+                let data = norms
+                    .iter()
+                    .map(|&x| x * rng.random_range(0.5f32..1.5))
+                    .collect();
                 Tensor::f32(spec.shape.clone(), data)
             }
         };
         tensors.insert(spec.key.clone(), tensor);
     }
-    Checkpoint { path: PathBuf::from(format!("<{label} seed {seed}>")), sha256: String::new(), tensors }
+    Checkpoint {
+        path: PathBuf::from(format!("<{label} seed {seed}>")),
+        sha256: String::new(),
+        tensors,
+    }
 }
 
 /// ‖v‖ over dims 0 and 1 for each position of dim 2 (`torch.nn.utils.weight_norm(dim=2)`).
@@ -150,10 +179,16 @@ fn normal(rng: &mut ChaCha8Rng, shape: &[usize], mean: f32, std: f32) -> Tensor 
 
 fn uniform(rng: &mut ChaCha8Rng, shape: &[usize], lo: f32, hi: f32) -> Tensor {
     let n = shape.iter().product();
-    Tensor::f32(shape.to_vec(), (0..n).map(|_| rng.random_range(lo..hi)).collect())
+    Tensor::f32(
+        shape.to_vec(),
+        (0..n).map(|_| rng.random_range(lo..hi)).collect(),
+    )
 }
 
 /// An int64 scalar buffer such as BatchNorm's `num_batches_tracked`.
 pub fn counter() -> Init {
-    Init::Fixed(Tensor { shape: vec![], data: TensorData::I64(vec![0]) })
+    Init::Fixed(Tensor {
+        shape: vec![],
+        data: TensorData::I64(vec![0]),
+    })
 }

@@ -60,7 +60,10 @@ impl fmt::Display for ShapeDisplay<'_> {
 impl Tensor {
     pub fn f32(shape: Vec<usize>, data: Vec<f32>) -> Tensor {
         debug_assert_eq!(shape.iter().product::<usize>(), data.len());
-        Tensor { shape, data: TensorData::F32(data) }
+        Tensor {
+            shape,
+            data: TensorData::F32(data),
+        }
     }
 
     pub fn dtype(&self) -> DType {
