@@ -34,8 +34,19 @@ use super::{check_frame, FrameSink, SinkError, SinkSettings, SinkSummary};
 const H264_ENCODERS: &[&str] = &["x264enc", "nvv4l2h264enc", "openh264enc", "avenc_h264_omx"];
 const H264_PACKAGES: &str = "gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-bad \
                              (openh264enc); on Jetson, nvv4l2h264enc comes with JetPack";
-/// AAC encoders, in order of preference.
-const AAC_ENCODERS: &[&str] = &["avenc_aac", "voaacenc", "fdkaacenc", "faac"];
+/// AAC encoders in order of preference, with their priming (encoder delay) in samples at
+/// [`AAC_RATE`]: the samples each puts before the first input sample. avenc_aac and voaacenc
+/// were measured with GStreamer 1.22 (tests/sink_mp4.rs finds the onset of a tone exactly);
+/// the fdkaacenc and faac values are the libraries' documented AAC-LC delays, not measured.
+const AAC_ENCODERS: &[(&str, u32)] = &[
+    ("avenc_aac", 1024),
+    ("voaacenc", 1600),
+    ("fdkaacenc", 2048),
+    ("faac", 1024),
+];
+/// Sample rate of the AAC track: the usual rate for players, and a priming delay of 21 ms
+/// rather than the 64 ms it would be at 16 kHz.
+const AAC_RATE: u32 = 48_000;
 const AAC_PACKAGES: &str = "gstreamer1.0-libav (avenc_aac) or gstreamer1.0-plugins-bad (voaacenc)";
 /// Seconds of audio pushed ahead of the frame being written.
 pub const AUDIO_LEAD_S: f64 = 0.5;
@@ -65,7 +76,10 @@ pub struct Mp4Sink {
 /// The speech, pushed in time order as the video advances.
 struct AudioFeed {
     src: gst_app::AppSrc,
+    /// The speech after the samples hidden under the encoder's priming.
     samples: Vec<f32>,
+    /// Samples in the whole speech.
+    total: usize,
     pushed: usize,
     rate: u32,
 }
@@ -129,7 +143,11 @@ impl Mp4Sink {
         let audio = settings.audio.filter(|a| !a.is_empty());
         let h264 = first_installed(H264_ENCODERS, "H.264 encoder", H264_PACKAGES)?;
         let aac = match audio {
-            Some(_) => Some(first_installed(AAC_ENCODERS, "AAC encoder", AAC_PACKAGES)?),
+            Some(_) => {
+                let names: Vec<&'static str> = AAC_ENCODERS.iter().map(|e| e.0).collect();
+                let name = first_installed(&names, "AAC encoder", AAC_PACKAGES)?;
+                AAC_ENCODERS.iter().copied().find(|e| e.0 == name)
+            }
             None => None,
         };
         // Fail early, with the OS's reason, if the file cannot be created.
@@ -203,7 +221,7 @@ impl Mp4Sink {
 
         // Audio branch.
         let audio = match (audio, aac) {
-            (Some(samples), Some(aac)) => {
+            (Some(samples), Some((aac, priming))) => {
                 let caps = gst::Caps::builder("audio/x-raw")
                     .field("format", "F32LE")
                     .field("rate", settings.sample_rate as i32)
@@ -219,23 +237,40 @@ impl Mp4Sink {
                     .block(false)
                     .max_bytes(u64::MAX / 2)
                     .build();
+                let aac_caps = gst::Caps::builder("audio/x-raw")
+                    .field("rate", AAC_RATE as i32)
+                    .field("channels", 1i32)
+                    .build();
+                let capsfilter = gst::ElementFactory::make("capsfilter")
+                    .property("caps", &aac_caps)
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?;
+                let encoder = gst::ElementFactory::make(aac)
+                    .build()
+                    .map_err(|e| fail(e.to_string()))?;
                 let chain = [
                     src.clone().upcast::<gst::Element>(),
                     make("audioconvert", base)?,
                     make("audioresample", base)?,
-                    gst::ElementFactory::make(aac)
-                        .build()
-                        .map_err(|e| fail(e.to_string()))?,
+                    capsfilter,
+                    encoder,
                     make("aacparse", "gstreamer1.0-plugins-good")?,
                 ];
                 pipeline.add_many(&chain).map_err(|e| fail(e.to_string()))?;
                 gst::Element::link_many(&chain).map_err(|e| fail(format!("audio branch: {e}")))?;
-                chain[4]
+                chain[5]
                     .link(&mux)
                     .map_err(|e| fail(format!("aacparse to mp4mux: {e}")))?;
+                // The encoder's priming samples come first in the track and the file has no
+                // edit list to hide them, so drop as much speech from the start: the track
+                // then lasts as long as the speech and sample n plays at n/rate, in sync
+                // with the frames.
+                let skip = (u64::from(priming) * u64::from(settings.sample_rate))
+                    .div_ceil(u64::from(AAC_RATE)) as usize;
                 Some(AudioFeed {
                     src,
-                    samples: samples.to_vec(),
+                    samples: samples[skip.min(samples.len())..].to_vec(),
+                    total: samples.len(),
                     pushed: 0,
                     rate: settings.sample_rate,
                 })
@@ -265,7 +300,7 @@ impl Mp4Sink {
         log::info!(
             "mp4 sink {}: {h264} ! h264parse ! mp4mux{}",
             path.display(),
-            aac.map(|a| format!(", audio {a} ! aacparse"))
+            aac.map(|(a, p)| format!(", audio {a} (priming {p} samples) ! aacparse"))
                 .unwrap_or_default()
         );
         Ok(sink)
@@ -342,10 +377,13 @@ impl Mp4Sink {
 /// Sets quality-oriented options that the encoder's defaults get wrong for a portrait video.
 fn configure_h264(encoder: &gst::Element, name: &str) {
     match name {
-        // Constant quality instead of the 2 Mbit/s default.
+        // Constant quality instead of the 2 Mbit/s default. No B-frames: with them the first
+        // picture's PTS lies after its DTS, and mp4mux then starts the video track late by
+        // the reorder delay (two frames, measured), which shifts the lips against the sound.
         "x264enc" => {
             encoder.set_property_from_str("pass", "qual");
             encoder.set_property("quantizer", 20u32);
+            encoder.set_property("bframes", 0u32);
         }
         // The default is 128 kbit/s.
         "openh264enc" => encoder.set_property("bitrate", 4_000_000u32),
@@ -439,7 +477,7 @@ impl FrameSink for Mp4Sink {
         let audio_seconds = self
             .audio
             .as_ref()
-            .map(|a| a.samples.len() as f64 / f64::from(a.rate));
+            .map(|a| a.total as f64 / f64::from(a.rate));
         log::info!(
             "mp4 sink {}: {} frames written",
             self.path.display(),
