@@ -18,6 +18,8 @@
 
 #[cfg(feature = "gstreamer")]
 mod mp4;
+#[cfg(feature = "gstreamer")]
+mod mp4_elements;
 pub mod null;
 pub mod y4m;
 

@@ -28,26 +28,12 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
+use super::mp4_elements::{
+    audio_branch, first_installed, make, video_branch, AAC_ENCODERS, AAC_PACKAGES, AAC_RATE,
+    H264_ENCODERS, H264_PACKAGES,
+};
 use super::{check_frame, FrameSink, SinkError, SinkSettings, SinkSummary};
 
-/// H.264 encoders, in order of preference.
-const H264_ENCODERS: &[&str] = &["x264enc", "nvv4l2h264enc", "openh264enc", "avenc_h264_omx"];
-const H264_PACKAGES: &str = "gstreamer1.0-plugins-ugly (x264enc) or gstreamer1.0-plugins-bad \
-                             (openh264enc); on Jetson, nvv4l2h264enc comes with JetPack";
-/// AAC encoders in order of preference, with their priming (encoder delay) in samples at
-/// [`AAC_RATE`]: the samples each puts before the first input sample. avenc_aac and voaacenc
-/// were measured with GStreamer 1.22 (tests/sink_mp4.rs finds the onset of a tone exactly);
-/// the fdkaacenc and faac values are the libraries' documented AAC-LC delays, not measured.
-const AAC_ENCODERS: &[(&str, u32)] = &[
-    ("avenc_aac", 1024),
-    ("voaacenc", 1600),
-    ("fdkaacenc", 2048),
-    ("faac", 1024),
-];
-/// Sample rate of the AAC track: the usual rate for players, and a priming delay of 21 ms
-/// rather than the 64 ms it would be at 16 kHz.
-const AAC_RATE: u32 = 48_000;
-const AAC_PACKAGES: &str = "gstreamer1.0-libav (avenc_aac) or gstreamer1.0-plugins-bad (voaacenc)";
 /// Seconds of audio pushed ahead of the frame being written.
 pub const AUDIO_LEAD_S: f64 = 0.5;
 /// How long to wait for the file to be finalized after the last frame.
@@ -90,34 +76,6 @@ fn clock(ticks: u64, per_second: u32) -> gst::ClockTime {
     gst::ClockTime::from_nseconds(u64::try_from(ns).unwrap_or(u64::MAX))
 }
 
-/// The first element of `names` that is installed.
-fn first_installed(
-    names: &[&'static str],
-    role: &'static str,
-    package: &'static str,
-) -> Result<&'static str, SinkError> {
-    names
-        .iter()
-        .copied()
-        .find(|n| gst::ElementFactory::find(n).is_some())
-        .ok_or_else(|| SinkError::MissingElement {
-            role,
-            tried: names.to_vec(),
-            package,
-        })
-}
-
-/// A required element that has no alternative.
-fn make(name: &'static str, package: &'static str) -> Result<gst::Element, SinkError> {
-    gst::ElementFactory::make(name)
-        .build()
-        .map_err(|_| SinkError::MissingElement {
-            role: "element",
-            tried: vec![name],
-            package,
-        })
-}
-
 impl Mp4Sink {
     /// Builds and starts the pipeline writing `path`.
     ///
@@ -132,7 +90,7 @@ impl Mp4Sink {
                 uri: format!("file://{}", path.display()),
             });
         }
-        if settings.width % 2 != 0 || settings.height % 2 != 0 {
+        if !settings.width.is_multiple_of(2) || !settings.height.is_multiple_of(2) {
             return Err(SinkError::Settings {
                 detail: format!(
                     "an H.264 mp4 needs even frame sides, got {}x{}",
@@ -161,111 +119,23 @@ impl Mp4Sink {
             path: path.to_owned(),
             detail,
         };
-        let base = "gstreamer1.0-plugins-base";
         let mux = make("mp4mux", "gstreamer1.0-plugins-good")?;
         let filesink = make("filesink", "libgstreamer1.0-0")?;
         filesink.set_property("location", path.to_string_lossy().as_ref());
-
-        // Video branch.
-        let fps = i32::try_from(settings.fps).map_err(|e| fail(e.to_string()))?;
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "RGB")
-            .field("width", settings.width as i32)
-            .field("height", settings.height as i32)
-            .field("framerate", gst::Fraction::new(fps, 1))
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build();
-        let stride = (settings.width as usize * 3).div_ceil(4) * 4;
-        let max_queued = QUEUED_FRAMES * (stride * settings.height as usize) as u64;
-        let video = gst_app::AppSrc::builder()
-            .name("video")
-            .caps(&caps)
-            .format(gst::Format::Time)
-            .is_live(false)
-            .block(false)
-            .max_bytes(u64::MAX / 2)
-            .build();
-        let i420 = gst::Caps::builder("video/x-raw")
-            .field("format", "I420")
-            .build();
-        let mut chain = vec![
-            video.clone().upcast::<gst::Element>(),
-            make("videoconvert", base)?,
-            gst::ElementFactory::make("capsfilter")
-                .property("caps", &i420)
-                .build()
-                .map_err(|e| fail(e.to_string()))?,
-        ];
-        if h264 == "nvv4l2h264enc" {
-            // The Jetson encoder takes NVMM buffers only.
-            chain.push(make("nvvidconv", "nvidia-l4t-gstreamer")?);
-        }
-        let encoder = gst::ElementFactory::make(h264)
-            .build()
-            .map_err(|e| fail(e.to_string()))?;
-        configure_h264(&encoder, h264);
-        chain.push(encoder);
-        chain.push(make("h264parse", "gstreamer1.0-plugins-bad")?);
-        pipeline.add_many(&chain).map_err(|e| fail(e.to_string()))?;
         pipeline
             .add_many([&mux, &filesink])
             .map_err(|e| fail(e.to_string()))?;
-        gst::Element::link_many(&chain).map_err(|e| fail(format!("video branch: {e}")))?;
-        let last = chain
-            .last()
-            .ok_or_else(|| fail("empty video branch".into()))?;
-        last.link(&mux)
-            .map_err(|e| fail(format!("h264parse to mp4mux: {e}")))?;
         mux.link(&filesink)
             .map_err(|e| fail(format!("mp4mux to filesink: {e}")))?;
-
-        // Audio branch.
+        let (video, stride) = video_branch(&pipeline, &mux, settings, h264, path)?;
         let audio = match (audio, aac) {
-            (Some(samples), Some((aac, priming))) => {
-                let caps = gst::Caps::builder("audio/x-raw")
-                    .field("format", "F32LE")
-                    .field("rate", settings.sample_rate as i32)
-                    .field("channels", 1i32)
-                    .field("layout", "interleaved")
-                    .build();
-                // Never blocks the caller: audio is small and must run ahead of the video.
-                let src = gst_app::AppSrc::builder()
-                    .name("audio")
-                    .caps(&caps)
-                    .format(gst::Format::Time)
-                    .is_live(false)
-                    .block(false)
-                    .max_bytes(u64::MAX / 2)
-                    .build();
-                let aac_caps = gst::Caps::builder("audio/x-raw")
-                    .field("rate", AAC_RATE as i32)
-                    .field("channels", 1i32)
-                    .build();
-                let capsfilter = gst::ElementFactory::make("capsfilter")
-                    .property("caps", &aac_caps)
-                    .build()
-                    .map_err(|e| fail(e.to_string()))?;
-                let encoder = gst::ElementFactory::make(aac)
-                    .build()
-                    .map_err(|e| fail(e.to_string()))?;
-                let chain = [
-                    src.clone().upcast::<gst::Element>(),
-                    make("audioconvert", base)?,
-                    make("audioresample", base)?,
-                    capsfilter,
-                    encoder,
-                    make("aacparse", "gstreamer1.0-plugins-good")?,
-                ];
-                pipeline.add_many(&chain).map_err(|e| fail(e.to_string()))?;
-                gst::Element::link_many(&chain).map_err(|e| fail(format!("audio branch: {e}")))?;
-                chain[5]
-                    .link(&mux)
-                    .map_err(|e| fail(format!("aacparse to mp4mux: {e}")))?;
-                // The encoder's priming samples come first in the track and the file has no
+            (Some(samples), Some(encoder)) => {
+                let src = audio_branch(&pipeline, &mux, settings.sample_rate, encoder.0, path)?;
+                // The encoder's priming samples come first in the track and mp4mux writes no
                 // edit list to hide them, so drop as much speech from the start: the track
                 // then lasts as long as the speech and sample n plays at n/rate, in sync
-                // with the frames.
-                let skip = (u64::from(priming) * u64::from(settings.sample_rate))
+                // with the frames (speech recordings start with silence).
+                let skip = (u64::from(encoder.1) * u64::from(settings.sample_rate))
                     .div_ceil(u64::from(AAC_RATE)) as usize;
                 Some(AudioFeed {
                     src,
@@ -277,6 +147,7 @@ impl Mp4Sink {
             }
             _ => None,
         };
+        let max_queued = QUEUED_FRAMES * (stride * settings.height as usize) as u64;
 
         let bus = pipeline
             .bus()
@@ -371,23 +242,6 @@ impl Mp4Sink {
             }
         }
         Ok(())
-    }
-}
-
-/// Sets quality-oriented options that the encoder's defaults get wrong for a portrait video.
-fn configure_h264(encoder: &gst::Element, name: &str) {
-    match name {
-        // Constant quality instead of the 2 Mbit/s default. No B-frames: with them the first
-        // picture's PTS lies after its DTS, and mp4mux then starts the video track late by
-        // the reorder delay (two frames, measured), which shifts the lips against the sound.
-        "x264enc" => {
-            encoder.set_property_from_str("pass", "qual");
-            encoder.set_property("quantizer", 20u32);
-            encoder.set_property("bframes", 0u32);
-        }
-        // The default is 128 kbit/s.
-        "openh264enc" => encoder.set_property("bitrate", 4_000_000u32),
-        _ => {}
     }
 }
 
