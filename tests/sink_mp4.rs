@@ -312,3 +312,29 @@ fn odd_sizes_and_bad_uris_are_refused() {
     let err = SinkUri::parse("out.mkv").expect_err("mkv is not supported");
     assert!(err.to_string().contains("file://PATH.mp4"), "{err}");
 }
+
+#[test]
+fn audio_longer_than_video_is_kept_whole() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("long_audio.mp4");
+    let speech = tone(1.5, ONSET);
+    let summary = write_mp4(&path, 15, Some(&speech));
+    assert_eq!((summary.frames, summary.audio_seconds), (15, Some(1.5)));
+    let d = decode(&path);
+    assert_eq!(d.frames.len(), 15);
+    let audio_s = d.audio.len() as f64 / f64::from(d.audio_rate);
+    assert!((audio_s - 1.5).abs() <= 0.05, "audio lasts {audio_s} s");
+}
+
+#[test]
+fn dropping_an_unfinished_sink_does_not_hang() {
+    sink::init_gstreamer().expect("GStreamer initialises");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let uri = SinkUri::File(dir.path().join("dropped.mp4"));
+    let speech = tone(1.0, 0.0);
+    let mut out = sink::open(&uri, &SinkSettings::new(W, H, Some(&speech))).expect("open");
+    for k in 0..3 {
+        out.write_frame(&pattern(k)).expect("write frame");
+    }
+    drop(out);
+}
