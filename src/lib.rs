@@ -10,4 +10,5 @@ pub mod draw;
 pub mod face;
 pub mod model;
 pub mod motion;
+pub mod sink;
 pub mod util;

@@ -1,0 +1,149 @@
+//! URI parsing, settings validation and the null sink.
+
+use super::*;
+
+fn parse(s: &str) -> SinkUri {
+    SinkUri::parse(s).unwrap_or_else(|e| panic!("{s} should parse: {e}"))
+}
+
+#[test]
+fn accepted_forms() {
+    assert_eq!(parse("y4m://out.y4m"), SinkUri::Y4m("out.y4m".into()));
+    assert_eq!(parse("y4m:///tmp/a/out"), SinkUri::Y4m("/tmp/a/out".into()));
+    assert_eq!(parse("file://out.mp4"), SinkUri::File("out.mp4".into()));
+    assert_eq!(
+        parse("file:///abs/dir/x.MP4"),
+        SinkUri::File("/abs/dir/x.MP4".into())
+    );
+    assert_eq!(parse("file://clip.y4m"), SinkUri::Y4m("clip.y4m".into()));
+    assert_eq!(parse("out.mp4"), SinkUri::File("out.mp4".into()));
+    assert_eq!(
+        parse("dir/sub/out.y4m"),
+        SinkUri::Y4m("dir/sub/out.y4m".into())
+    );
+    assert_eq!(parse("null://"), SinkUri::Null);
+    assert_eq!(parse("NULL://"), SinkUri::Null);
+}
+
+#[test]
+fn display_round_trips() {
+    for s in [
+        "y4m://out.y4m",
+        "file://out.mp4",
+        "file:///abs/x.mp4",
+        "null://",
+    ] {
+        assert_eq!(parse(s).to_string(), s);
+        assert_eq!(parse(&parse(s).to_string()), parse(s));
+    }
+}
+
+#[test]
+fn rejected_forms_list_the_accepted_ones() {
+    for s in [
+        "",
+        "out.avi",
+        "out",
+        ".mp4",
+        "file://out.avi",
+        "y4m://",
+        "null://x",
+        "rtsp://h/x",
+        "mp4",
+    ] {
+        let err = SinkUri::parse(s).expect_err(s);
+        assert!(matches!(err, SinkError::BadUri { .. }), "{s}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(&format!("`{s}`")), "{msg}");
+        for form in [
+            "y4m://",
+            "file://",
+            ".mp4",
+            "null://",
+            "v4l2://",
+            "display://",
+        ] {
+            assert!(msg.contains(form), "{msg} lacks {form}");
+        }
+        assert_eq!(err.kind(), SinkErrorKind::Fatal);
+    }
+}
+
+#[test]
+fn live_sinks_are_reserved() {
+    for s in ["v4l2:///dev/video10", "display://0"] {
+        let err = SinkUri::parse(s).expect_err(s);
+        assert!(matches!(err, SinkError::NotAvailable { .. }), "{s}: {err}");
+        assert!(
+            err.to_string()
+                .contains("not available in offline render yet"),
+            "{err}"
+        );
+    }
+}
+
+#[test]
+fn settings_are_validated_at_open() {
+    let bad = [
+        SinkSettings::new(0, 10, None),
+        SinkSettings::new(10, 20_000, None),
+        SinkSettings {
+            fps: 0,
+            ..SinkSettings::new(8, 8, None)
+        },
+        SinkSettings {
+            sample_rate: 0,
+            ..SinkSettings::new(8, 8, Some(&[0.0]))
+        },
+    ];
+    for s in &bad {
+        let err = open(&SinkUri::Null, s)
+            .err()
+            .expect("invalid settings must fail");
+        assert!(matches!(err, SinkError::Settings { .. }), "{err}");
+    }
+}
+
+#[test]
+fn null_sink_counts_frames() {
+    let audio = vec![0.0f32; 24_000];
+    let settings = SinkSettings::new(4, 2, Some(&audio));
+    let mut sink = open(&SinkUri::Null, &settings).expect("null sink");
+    for _ in 0..45 {
+        sink.write_frame(&[7; 24]).expect("24-byte frame");
+    }
+    let err = sink
+        .write_frame(&[7; 25])
+        .expect_err("25 bytes is not 4x2x3");
+    assert!(
+        matches!(
+            err,
+            SinkError::FrameSize {
+                index: 45,
+                got: 25,
+                expected: 24,
+                ..
+            }
+        ),
+        "{err}"
+    );
+    let summary = sink.finish().expect("finish");
+    assert_eq!(summary.frames, 45);
+    assert!((summary.video_seconds - 1.5).abs() < 1e-12);
+    assert_eq!(summary.audio_seconds, Some(1.5));
+    assert_eq!(summary.path, None);
+}
+
+#[test]
+fn y4m_via_open() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("a.y4m");
+    let uri = parse(&format!("y4m://{}", path.display()));
+    let mut sink = open(&uri, &SinkSettings::new(2, 2, None)).expect("open y4m");
+    sink.write_frame(&[0; 12]).expect("frame");
+    let summary = sink.finish().expect("finish");
+    assert_eq!(summary.frames, 1);
+    assert_eq!(summary.path.as_deref(), Some(path.as_path()));
+    let len = std::fs::metadata(&path).expect("written").len() as usize;
+    assert_eq!(len, y4m::header(2, 2, 30).len() + 6 + 12);
+}
