@@ -10,7 +10,8 @@
 #
 # The selection defaults to `--lib --bins --tests` (unit tests and every
 # integration test; doc tests run in the native job). Extra cargo flags (e.g.
-# --no-default-features) go in MODA_CI_CARGO_FLAGS. Keep CARGO_TARGET_DIR
+# --no-default-features) go in MODA_CI_CARGO_FLAGS; MODA_CI_TEST_TIMEOUT (s,
+# default 1800) bounds the emulated test run. Keep CARGO_TARGET_DIR
 # cached between CI runs: the aarch64 release build of the dependencies is the
 # expensive part (see cross/README.md for the measured time).
 set -euo pipefail
@@ -36,7 +37,9 @@ section "aarch64: run tests under qemu ($(qemu-aarch64 --version | head -n1))"
 log="$(mktemp)"
 trap 'rm -f "$log"' EXIT
 set +e
-cargo test --release --target "$target" "${flags[@]}" "${selection[@]}" 2>&1 | tee "$log"
+# A hung emulated test must not hold CI until its global limit.
+timeout "${MODA_CI_TEST_TIMEOUT:-1800}" \
+    cargo test --release --target "$target" "${flags[@]}" "${selection[@]}" 2>&1 | tee "$log"
 rc=${PIPESTATUS[0]}
 set -e
 t2=$(now)
@@ -50,7 +53,10 @@ read -r passed failed ignored binaries < <(awk '/^test result:/ {
         n++
     } END { printf "%d %d %d %d\n", p, f, g, n }' "$log")
 echo "aarch64 qemu tests: $passed passed, $failed failed, $ignored ignored in $binaries test binaries ($((t2 - t1)) s)"
-if [ "$rc" -ne 0 ]; then
+if [ "$rc" -eq 124 ]; then
+    echo "aarch64 qemu tests TIMED OUT after ${MODA_CI_TEST_TIMEOUT:-1800} s"
+    exit 1
+elif [ "$rc" -ne 0 ]; then
     echo "aarch64 qemu tests FAILED (cargo exit $rc)"
     exit "$rc"
 fi

@@ -51,9 +51,12 @@ cross_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils-aarch
 # libgstreamer-plugins-base1.0-dev is NOT Multi-Arch: same in bookworm, so its
 # arm64 flavour conflicts with the amd64 one: we install only its runtime
 # library (M-A: same) here and unpack the -dev .deb into an overlay below.
+# The arm64 base/good plugins let GStreamer sink tests (appsrc, videoconvert,
+# mp4mux, y4menc, filesink) run under qemu too.
 arm64_pkgs=(
-    libgstreamer1.0-dev:arm64 libasound2-dev:arm64
+    libc6:arm64 libgstreamer1.0-dev:arm64 libasound2-dev:arm64
     libgstreamer-plugins-base1.0-0:arm64
+    gstreamer1.0-plugins-base:arm64 gstreamer1.0-plugins-good:arm64
 )
 
 installed() {
