@@ -39,7 +39,7 @@ stage="$(mktemp -d)"
 trap 'rm -rf "$stage"' EXIT
 pkg="$stage/deb"
 install -d "$pkg/DEBIAN" "$pkg/usr/bin" "$pkg/lib/systemd/system" "$pkg/etc/moda-edge" \
-    "$pkg/usr/share/doc/moda-edge" "$pkg/var/lib/moda-edge"
+    "$pkg/usr/share/doc/moda-edge"
 for b in "${bins[@]}"; do
     aarch64-linux-gnu-strip -o "$pkg/usr/bin/$b" "$tdir/$target/release/$b"
     chmod 0755 "$pkg/usr/bin/$b"
@@ -92,7 +92,8 @@ Homepage: https://github.com/moda-edge/moda-edge
 Description: MODA talking-portrait runtime for NVIDIA Jetson Orin
  Microphone audio in, an animated portrait out on HDMI or a V4L2 device, at a
  fixed audio-to-picture latency. Ships the moda-edge tools CLI and the
- moda-edged systemd service (moda-edged.service, disabled until configured).
+ moda-edged systemd service (enabled on first install, started by the admin
+ once /etc/moda-edge/moda-edge.toml is configured).
 CONTROL
 echo /etc/moda-edge/moda-edge.toml > "$pkg/DEBIAN/conffiles"
 

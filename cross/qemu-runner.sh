@@ -15,7 +15,11 @@
 # PT_INTERP /lib/ld-linux-aarch64.so.1 resolves on the host), and fall back to
 # `-L /usr/aarch64-linux-gnu` only on a host without libc6:arm64.
 #
-# -E sets LD_LIBRARY_PATH for the emulated program only, not for qemu itself.
+# -E sets variables for the emulated program only, not for qemu itself:
+#   LD_LIBRARY_PATH    the arm64 multiarch libraries (GStreamer, ALSA, GLib);
+#   GST_REGISTRY_FORK  =no: scan GStreamer plugins in-process, because the
+#                      arm64 gst-plugin-scanner helper cannot be exec'd
+#                      without binfmt_misc (which we do not require).
 # QEMU_CPU may pick the emulated CPU (default "max").
 set -euo pipefail
 qemu="${QEMU_AARCH64:-qemu-aarch64}"
@@ -32,4 +36,5 @@ else
 fi
 exec "$qemu" "${prefix[@]}" \
     -E "LD_LIBRARY_PATH=$libpath${MODA_QEMU_LD_LIBRARY_PATH:+:$MODA_QEMU_LD_LIBRARY_PATH}" \
+    -E GST_REGISTRY_FORK=no \
     "$@"
