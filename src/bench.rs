@@ -44,13 +44,21 @@ pub enum BenchError {
     #[error(transparent)]
     Backend(#[from] BackendError),
     #[error("cannot write benchmark inputs to {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("ONNX Runtime comparison failed ({python}): {detail}")]
     Ort { python: String, detail: String },
 }
 
 /// The inputs of `network` for one benchmark run, seeded.
-fn inputs(network: Network, model: &OnnxModel, frames: usize, size: usize) -> Vec<(String, Tensor)> {
+fn inputs(
+    network: Network,
+    model: &OnnxModel,
+    frames: usize,
+    size: usize,
+) -> Vec<(String, Tensor)> {
     let mut rng = ChaCha8Rng::seed_from_u64(7);
     let samples = (frames as f64 * 16_000.0 / 30.0).ceil() as usize;
     model
@@ -89,29 +97,47 @@ fn median(mut xs: Vec<f64>) -> f64 {
 ///
 /// # Errors
 /// When a model cannot be loaded or run, or the ONNX Runtime script fails.
-pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<BenchRow>, BenchError> {
+pub fn run(
+    opts: &BenchOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<BenchRow>, BenchError> {
     let backend = TractBackend::new(opts.threads);
     let mut rows = Vec::new();
     for network in [Network::Moda, Network::Faco, Network::Renderer] {
         let path = opts.models.join(format!("{}.onnx", network.name()));
         if !path.exists() {
-            progress(&format!("{}: skipped, {} not found", network.name(), path.display()));
+            progress(&format!(
+                "{}: skipped, {} not found",
+                network.name(),
+                path.display()
+            ));
             continue;
         }
         let model = OnnxModel::load(&path)?;
         let inputs = inputs(network, &model, opts.frames, opts.size);
-        let shapes: Vec<(&str, Vec<usize>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.shape.clone())).collect();
+        let shapes: Vec<(&str, Vec<usize>)> = inputs
+            .iter()
+            .map(|(n, t)| (n.as_str(), t.shape.clone()))
+            .collect();
         let shapes_txt = inputs
             .iter()
             .map(|(n, t)| format!("{n} {}", crate::model::checkpoint::shape_string(&t.shape)))
             .collect::<Vec<_>>()
             .join(", ");
-        progress(&format!("{}: preparing tract ({shapes_txt})", network.name()));
+        progress(&format!(
+            "{}: preparing tract ({shapes_txt})",
+            network.name()
+        ));
         let prepared = backend.prepare(&model, &shapes)?;
         let mut session = prepared.session()?;
         for (i, spec) in prepared.inputs().iter().enumerate() {
-            let (_, t) = inputs.iter().find(|(n, _)| *n == spec.name).expect("resolved");
-            session.input_mut(i).copy_from_slice(t.as_f32().expect("f32"));
+            let (_, t) = inputs
+                .iter()
+                .find(|(n, _)| *n == spec.name)
+                .expect("resolved");
+            session
+                .input_mut(i)
+                .copy_from_slice(t.as_f32().expect("f32"));
         }
         session.run()?; // warm-up
         let mut runs = Vec::with_capacity(opts.iters);
@@ -119,7 +145,13 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Be
             let t0 = Instant::now();
             session.run()?;
             runs.push(t0.elapsed().as_secs_f64() * 1e3);
-            progress(&format!("{}: tract run {}/{}: {:.1} ms", network.name(), i + 1, opts.iters, runs[i]));
+            progress(&format!(
+                "{}: tract run {}/{}: {:.1} ms",
+                network.name(),
+                i + 1,
+                opts.iters,
+                runs[i]
+            ));
         }
         let tract_ms = median(runs);
         let ort_ms = match &opts.ort_python {
@@ -127,19 +159,38 @@ pub fn run(opts: &BenchOptions, mut progress: impl FnMut(&str)) -> Result<Vec<Be
             None => None,
         };
         if let Some(ms) = ort_ms {
-            progress(&format!("{}: onnxruntime median {ms:.1} ms", network.name()));
+            progress(&format!(
+                "{}: onnxruntime median {ms:.1} ms",
+                network.name()
+            ));
         }
-        rows.push(BenchRow { network, shapes: shapes_txt, tract_ms, ort_ms });
+        rows.push(BenchRow {
+            network,
+            shapes: shapes_txt,
+            tract_ms,
+            ort_ms,
+        });
     }
     Ok(rows)
 }
 
-fn ort_median(python: &Path, model: &Path, inputs: &[(String, Tensor)], opts: &BenchOptions) -> Result<f64, BenchError> {
+fn ort_median(
+    python: &Path,
+    model: &Path,
+    inputs: &[(String, Tensor)],
+    opts: &BenchOptions,
+) -> Result<f64, BenchError> {
     let dir = std::env::temp_dir().join(format!("moda-edge-bench-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io { path: dir.clone(), source })?;
+    std::fs::create_dir_all(&dir).map_err(|source| BenchError::Io {
+        path: dir.clone(),
+        source,
+    })?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_run.py");
     let mut cmd = Command::new(python);
-    cmd.arg(&script).arg(model).arg("--threads").arg(opts.threads.to_string());
+    cmd.arg(&script)
+        .arg(model)
+        .arg("--threads")
+        .arg(opts.threads.to_string());
     cmd.arg("--bench").arg(opts.iters.to_string());
     for (name, t) in inputs {
         let path = dir.join(format!("{name}.npy"));
@@ -149,28 +200,45 @@ fn ort_median(python: &Path, model: &Path, inputs: &[(String, Tensor)], opts: &B
         })?;
         cmd.arg("--input").arg(format!("{name}={}", path.display()));
     }
-    let fail = |detail: String| BenchError::Ort { python: python.display().to_string(), detail };
+    let fail = |detail: String| BenchError::Ort {
+        python: python.display().to_string(),
+        detail,
+    };
     let out = cmd.output().map_err(|e| fail(e.to_string()))?;
     let _ = std::fs::remove_dir_all(&dir);
     if !out.status.success() {
-        return Err(fail(String::from_utf8_lossy(&out.stderr).lines().last().unwrap_or("").to_string()));
+        return Err(fail(
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+                .to_string(),
+        ));
     }
     let line = String::from_utf8_lossy(&out.stdout);
-    let v: serde_json::Value = serde_json::from_str(line.trim()).map_err(|e| fail(format!("bad output: {e}")))?;
-    v["median_ms"].as_f64().ok_or_else(|| fail("no median_ms in output".into()))
+    let v: serde_json::Value =
+        serde_json::from_str(line.trim()).map_err(|e| fail(format!("bad output: {e}")))?;
+    v["median_ms"]
+        .as_f64()
+        .ok_or_else(|| fail("no median_ms in output".into()))
 }
 
 /// The result table in Markdown (as in README.md).
 pub fn table(rows: &[BenchRow], threads: usize) -> String {
-    let mut s = format!(
-        "| network | inputs | tract median (ms) | ONNX Runtime median (ms) | tract / ORT |\n|---|---|---|---|---|\n"
+    let mut s = String::from(
+        "| network | inputs | tract median (ms) | ONNX Runtime median (ms) | tract / ORT |\n|---|---|---|---|---|\n",
     );
     for r in rows {
         let (ort, ratio) = match r.ort_ms {
             Some(o) => (format!("{o:.1}"), format!("{:.2}", r.tract_ms / o)),
             None => ("-".into(), "-".into()),
         };
-        s.push_str(&format!("| {} | {} | {:.1} | {ort} | {ratio} |\n", r.network.name(), r.shapes, r.tract_ms));
+        s.push_str(&format!(
+            "| {} | {} | {:.1} | {ort} | {ratio} |\n",
+            r.network.name(),
+            r.shapes,
+            r.tract_ms
+        ));
     }
     s.push_str(&format!("\n{threads} thread(s) per runtime.\n"));
     s

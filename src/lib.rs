@@ -4,8 +4,15 @@
 //! Module boundaries follow `ARCHITECTURE.md`: `model` and `face` know nothing of devices,
 //! devices know nothing of networks.
 
+#[cfg(any(feature = "cuda", feature = "tensorrt"))]
+compile_error!(
+    "features `cuda`/`tensorrt`/`jetson` select the GPU backends, which are not implemented yet; \
+     build without them to get the CPU (tract) backend"
+);
+
 pub mod audio;
 pub mod backend;
+pub mod bench;
 pub mod draw;
 pub mod face;
 pub mod model;

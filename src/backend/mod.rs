@@ -94,18 +94,31 @@ pub fn run_once<B: Backend>(
             .into());
         }
     }
-    let shapes: Vec<(&str, Vec<usize>)> = inputs.iter().map(|(n, t)| (n.as_str(), t.shape.clone())).collect();
+    let shapes: Vec<(&str, Vec<usize>)> = inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape.clone()))
+        .collect();
     let prepared = backend.prepare(model, &shapes)?;
     let mut session = prepared.session()?;
     for (i, spec) in prepared.inputs().iter().enumerate() {
-        let (_, t) = inputs.iter().find(|(n, _)| *n == spec.name).expect("resolved by prepare");
-        session.input_mut(i).copy_from_slice(t.as_f32().expect("checked above"));
+        let (_, t) = inputs
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .expect("resolved by prepare");
+        session
+            .input_mut(i)
+            .copy_from_slice(t.as_f32().expect("checked above"));
     }
     session.run()?;
     Ok(prepared
         .outputs()
         .iter()
         .enumerate()
-        .map(|(i, spec)| (spec.name.clone(), crate::model::Tensor::f32(spec.shape.clone(), session.output(i).to_vec())))
+        .map(|(i, spec)| {
+            (
+                spec.name.clone(),
+                crate::model::Tensor::f32(spec.shape.clone(), session.output(i).to_vec()),
+            )
+        })
         .collect())
 }

@@ -3,7 +3,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use tract_onnx::pb::{tensor_shape_proto::dimension::Value as DimValue, type_proto, ModelProto, ValueInfoProto};
+use tract_onnx::pb::{
+    tensor_shape_proto::dimension::Value as DimValue, type_proto, ModelProto, ValueInfoProto,
+};
 
 use crate::model::onnx;
 
@@ -25,13 +27,31 @@ pub enum DeclaredDim {
 #[derive(Debug, thiserror::Error)]
 pub enum ShapeError {
     #[error("{model}: no input named `{name}`; the model expects {expected}")]
-    UnknownInput { model: String, name: String, expected: String },
+    UnknownInput {
+        model: String,
+        name: String,
+        expected: String,
+    },
     #[error("{model}: input `{name}` is missing; the model expects {expected}")]
-    MissingInput { model: String, name: String, expected: String },
+    MissingInput {
+        model: String,
+        name: String,
+        expected: String,
+    },
     #[error("{model}: input `{name}` has shape {found}, expected {declared}")]
-    BadShape { model: String, name: String, found: String, declared: String },
+    BadShape {
+        model: String,
+        name: String,
+        found: String,
+        declared: String,
+    },
     #[error("{model}: input `{name}` is {found}; the model expects float32 ({expected})")]
-    BadDType { model: String, name: String, found: String, expected: String },
+    BadDType {
+        model: String,
+        name: String,
+        found: String,
+        expected: String,
+    },
     #[error("cannot read ONNX model {path}: {detail}")]
     Load { path: PathBuf, detail: String },
 }
@@ -52,9 +72,13 @@ impl OnnxModel {
     /// # Errors
     /// [`ShapeError::Load`] when the file is unreadable or not ONNX.
     pub fn load(path: &Path) -> Result<OnnxModel, ShapeError> {
-        let load = |detail: String| ShapeError::Load { path: path.into(), detail };
+        let load = |detail: String| ShapeError::Load {
+            path: path.into(),
+            detail,
+        };
         let bytes = std::fs::read(path).map_err(|e| load(e.to_string()))?;
-        let proto = onnx::decode(&bytes).map_err(|e| load(format!("not an ONNX protobuf ({e})")))?;
+        let proto =
+            onnx::decode(&bytes).map_err(|e| load(format!("not an ONNX protobuf ({e})")))?;
         if proto.graph.is_none() {
             return Err(load("the file holds no graph".into()));
         }
@@ -64,16 +88,36 @@ impl OnnxModel {
     /// Wraps a model built in memory.
     pub fn from_proto(label: String, proto: ModelProto) -> OnnxModel {
         let graph = proto.graph.clone().unwrap_or_default();
-        let init: std::collections::HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-        let inputs = graph.input.iter().filter(|v| !init.contains(v.name.as_str())).map(declared).collect();
+        let init: std::collections::HashSet<&str> =
+            graph.initializer.iter().map(|t| t.name.as_str()).collect();
+        let inputs = graph
+            .input
+            .iter()
+            .filter(|v| !init.contains(v.name.as_str()))
+            .map(declared)
+            .collect();
         let outputs = graph.output.iter().map(declared).collect();
-        let metadata = proto.metadata_props.iter().map(|p| (p.key.clone(), p.value.clone())).collect();
-        OnnxModel { label, proto, inputs, outputs, metadata }
+        let metadata = proto
+            .metadata_props
+            .iter()
+            .map(|p| (p.key.clone(), p.value.clone()))
+            .collect();
+        OnnxModel {
+            label,
+            proto,
+            inputs,
+            outputs,
+            metadata,
+        }
     }
 
     /// A description of the inputs for error messages: `waveform [1, N], template [1, 1434]`.
     pub fn describe_inputs(&self) -> String {
-        self.inputs.iter().map(|(n, d)| format!("{n} {}", dims_string(d))).collect::<Vec<_>>().join(", ")
+        self.inputs
+            .iter()
+            .map(|(n, d)| format!("{n} {}", dims_string(d)))
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 
     /// Checks user-supplied input shapes against the declaration (every input present, fixed
@@ -85,14 +129,22 @@ impl OnnxModel {
         let expected = self.describe_inputs();
         for (name, _) in shapes {
             if !self.inputs.iter().any(|(n, _)| n == name) {
-                return Err(ShapeError::UnknownInput { model: self.label.clone(), name: name.to_string(), expected });
+                return Err(ShapeError::UnknownInput {
+                    model: self.label.clone(),
+                    name: name.to_string(),
+                    expected,
+                });
             }
         }
         let mut symbols: BTreeMap<&str, usize> = BTreeMap::new();
         let mut out = Vec::new();
         for (name, dims) in &self.inputs {
             let Some((_, shape)) = shapes.iter().find(|(n, _)| n == name) else {
-                return Err(ShapeError::MissingInput { model: self.label.clone(), name: name.clone(), expected });
+                return Err(ShapeError::MissingInput {
+                    model: self.label.clone(),
+                    name: name.clone(),
+                    expected,
+                });
             };
             let bad = || ShapeError::BadShape {
                 model: self.label.clone(),
@@ -106,15 +158,18 @@ impl OnnxModel {
             for (d, &s) in dims.iter().zip(shape) {
                 match d {
                     DeclaredDim::Fixed(f) if *f != s => return Err(bad()),
-                    DeclaredDim::Sym(sym) => {
-                        if *symbols.entry(sym.as_str()).or_insert(s) != s || s == 0 {
-                            return Err(bad());
-                        }
+                    DeclaredDim::Sym(sym)
+                        if s == 0 || *symbols.entry(sym.as_str()).or_insert(s) != s =>
+                    {
+                        return Err(bad())
                     }
                     _ => {}
                 }
             }
-            out.push(IoSpec { name: name.clone(), shape: shape.clone() });
+            out.push(IoSpec {
+                name: name.clone(),
+                shape: shape.clone(),
+            });
         }
         Ok(out)
     }

@@ -14,7 +14,11 @@ use moda_edge::model::{onnx, Preset};
 use moda_edge::util::npy;
 
 #[derive(Parser)]
-#[command(name = "moda-edge", version, about = "MODA talking-portrait tools: import checkpoints, run and benchmark the ONNX graphs")]
+#[command(
+    name = "moda-edge",
+    version,
+    about = "MODA talking-portrait tools: import checkpoints, run and benchmark the ONNX graphs"
+)]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
@@ -145,16 +149,25 @@ fn run(command: Command) -> Result<()> {
     match command {
         Command::Import(cmd) => import_cmd(cmd),
         Command::Infer(cmd) => infer_cmd(cmd),
-        Command::Models { command: ModelsCmd::Init { output, preset, seed } } => models_init(&output, preset.into(), seed),
+        Command::Models {
+            command:
+                ModelsCmd::Init {
+                    output,
+                    preset,
+                    seed,
+                },
+        } => models_init(&output, preset.into(), seed),
         Command::Bench(cmd) => bench_cmd(cmd),
     }
 }
 
 fn write_model(path: &Path, model: &tract_onnx::pb::ModelProto) -> Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create directory {}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .with_context(|| format!("cannot create directory {}", dir.display()))?;
     }
-    std::fs::write(path, onnx::encode(model)).with_context(|| format!("cannot write {}", path.display()))
+    std::fs::write(path, onnx::encode(model))
+        .with_context(|| format!("cannot write {}", path.display()))
 }
 
 fn import_cmd(cmd: ImportCmd) -> Result<()> {
@@ -166,11 +179,24 @@ fn import_cmd(cmd: ImportCmd) -> Result<()> {
     if cmd.wav2vec_heads == Some(0) {
         bail!("--wav2vec-heads must be at least 1");
     }
-    let opts = ImportOptions { wav2vec_heads: cmd.wav2vec_heads, wav2vec_strides: cmd.wav2vec_strides };
+    let opts = ImportOptions {
+        wav2vec_heads: cmd.wav2vec_heads,
+        wav2vec_strides: cmd.wav2vec_strides,
+    };
     let model = import::import(cmd.network, &cmd.checkpoint, &opts)?;
     write_model(&cmd.output, &model)?;
-    let hparams = model.metadata_props.iter().find(|p| p.key == "moda.hparams").map(|p| p.value.as_str()).unwrap_or("");
-    println!("wrote {} ({} from {}; {hparams})", cmd.output.display(), cmd.network.name(), cmd.checkpoint.display());
+    let hparams = model
+        .metadata_props
+        .iter()
+        .find(|p| p.key == "moda.hparams")
+        .map(|p| p.value.as_str())
+        .unwrap_or("");
+    println!(
+        "wrote {} ({} from {}; {hparams})",
+        cmd.output.display(),
+        cmd.network.name(),
+        cmd.checkpoint.display()
+    );
     Ok(())
 }
 
@@ -179,16 +205,24 @@ fn infer_cmd(cmd: InferCmd) -> Result<()> {
     let mut inputs = Vec::new();
     for spec in &cmd.inputs {
         let Some((name, file)) = spec.split_once('=') else {
-            bail!("--input {spec:?} is not NAME=FILE.npy; the model expects {}", model.describe_inputs());
+            bail!(
+                "--input {spec:?} is not NAME=FILE.npy; the model expects {}",
+                model.describe_inputs()
+            );
         };
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
     let outputs = run_once(&TractBackend::new(cmd.threads), &model, &inputs)?;
-    std::fs::create_dir_all(&cmd.output_dir).with_context(|| format!("cannot create {}", cmd.output_dir.display()))?;
+    std::fs::create_dir_all(&cmd.output_dir)
+        .with_context(|| format!("cannot create {}", cmd.output_dir.display()))?;
     for (name, t) in &outputs {
         let path = cmd.output_dir.join(format!("{name}.npy"));
         npy::write(&path, t)?;
-        println!("{} {}", path.display(), moda_edge::model::checkpoint::shape_string(&t.shape));
+        println!(
+            "{} {}",
+            path.display(),
+            moda_edge::model::checkpoint::shape_string(&t.shape)
+        );
     }
     Ok(())
 }
@@ -204,8 +238,11 @@ fn models_init(dir: &Path, preset: Preset, seed: u64) -> Result<()> {
 }
 
 fn bench_cmd(cmd: BenchCmd) -> Result<()> {
-    if cmd.size == 0 || cmd.size % 256 != 0 {
-        bail!("--size must be a positive multiple of 256 (the renderer halves it 8 times), got {}", cmd.size);
+    if cmd.size == 0 || !cmd.size.is_multiple_of(256) {
+        bail!(
+            "--size must be a positive multiple of 256 (the renderer halves it 8 times), got {}",
+            cmd.size
+        );
     }
     if cmd.iters == 0 || cmd.frames < 2 {
         bail!("--iters must be at least 1 and --frames at least 2");

@@ -64,9 +64,18 @@ pub struct Avatar {
 #[derive(Debug, thiserror::Error)]
 pub enum AvatarError {
     #[error("avatar {dir}: cannot read {file}: {detail}")]
-    Read { dir: PathBuf, file: &'static str, detail: String },
+    Read {
+        dir: PathBuf,
+        file: &'static str,
+        detail: String,
+    },
     #[error("avatar {dir}: {file} has shape {found}, expected {expected}")]
-    Shape { dir: PathBuf, file: &'static str, found: String, expected: &'static str },
+    Shape {
+        dir: PathBuf,
+        file: &'static str,
+        found: String,
+        expected: &'static str,
+    },
     #[error("avatar {dir}: avatar.toml: {detail}")]
     Config { dir: PathBuf, detail: String },
     #[error("cannot write avatar file {path}: {detail}")]
@@ -77,13 +86,22 @@ impl AvatarConfig {
     /// Checks the values a user may get wrong.
     fn validate(&self) -> Result<(), String> {
         if self.canvas != 512 {
-            return Err(format!("canvas = {} is not supported; expected 512 (the official drawing canvas)", self.canvas));
+            return Err(format!(
+                "canvas = {} is not supported; expected 512 (the official drawing canvas)",
+                self.canvas
+            ));
         }
         if self.renderer_size != 512 && self.renderer_size != 256 {
-            return Err(format!("renderer_size = {} is not supported; expected 256 or 512", self.renderer_size));
+            return Err(format!(
+                "renderer_size = {} is not supported; expected 256 or 512",
+                self.renderer_size
+            ));
         }
         if self.style != "moda" {
-            return Err(format!("style = {:?} is unknown; expected \"moda\"", self.style));
+            return Err(format!(
+                "style = {:?} is unknown; expected \"moda\"",
+                self.style
+            ));
         }
         Ok(())
     }
@@ -95,18 +113,37 @@ impl Avatar {
     /// # Errors
     /// An [`AvatarError`] naming the file and what was expected.
     pub fn load(dir: &Path) -> Result<Avatar, AvatarError> {
-        let read_err = |file: &'static str, detail: String| AvatarError::Read { dir: dir.into(), file, detail };
-        let text = std::fs::read_to_string(dir.join("avatar.toml")).map_err(|e| read_err("avatar.toml", e.to_string()))?;
-        let config: AvatarConfig =
-            toml::from_str(&text).map_err(|e| AvatarError::Config { dir: dir.into(), detail: e.message().to_string() })?;
-        config.validate().map_err(|detail| AvatarError::Config { dir: dir.into(), detail })?;
-        let array = |file: &'static str, expected_shape: &[usize], expected: &'static str| -> Result<Vec<f64>, AvatarError> {
+        let read_err = |file: &'static str, detail: String| AvatarError::Read {
+            dir: dir.into(),
+            file,
+            detail,
+        };
+        let text = std::fs::read_to_string(dir.join("avatar.toml"))
+            .map_err(|e| read_err("avatar.toml", e.to_string()))?;
+        let config: AvatarConfig = toml::from_str(&text).map_err(|e| AvatarError::Config {
+            dir: dir.into(),
+            detail: e.message().to_string(),
+        })?;
+        config.validate().map_err(|detail| AvatarError::Config {
+            dir: dir.into(),
+            detail,
+        })?;
+        let array = |file: &'static str,
+                     expected_shape: &[usize],
+                     expected: &'static str|
+         -> Result<Vec<f64>, AvatarError> {
             let t = npy::read(&dir.join(file)).map_err(|e| read_err(file, e.to_string()))?;
-            if t.shape != expected_shape || !matches!(t.data, TensorData::F64(_) | TensorData::F32(_)) {
+            if t.shape != expected_shape
+                || !matches!(t.data, TensorData::F64(_) | TensorData::F32(_))
+            {
                 return Err(AvatarError::Shape {
                     dir: dir.into(),
                     file,
-                    found: format!("{} {}", crate::model::checkpoint::shape_string(&t.shape), t.dtype()),
+                    found: format!(
+                        "{} {}",
+                        crate::model::checkpoint::shape_string(&t.shape),
+                        t.dtype()
+                    ),
                     expected,
                 });
             }
@@ -115,7 +152,8 @@ impl Avatar {
         let template = array("template.npy", &[478, 3], "(478, 3) float64")?;
         let shoulders = array("shoulders.npy", &[18, 3], "(18, 3) float64")?;
         let hm = array("headmotion.npy", &[7], "(7,) float64")?;
-        let (w, h, reference) = read_png_rgb(&dir.join("reference.png")).map_err(|e| read_err("reference.png", e))?;
+        let (w, h, reference) =
+            read_png_rgb(&dir.join("reference.png")).map_err(|e| read_err("reference.png", e))?;
         if w != config.canvas || h != config.canvas {
             return Err(AvatarError::Shape {
                 dir: dir.into(),
@@ -155,11 +193,18 @@ pub fn write_bundle(
     reference: &[u8],
     renderer_onnx: &[u8],
 ) -> Result<(), AvatarError> {
-    let werr = |path: PathBuf, e: &dyn std::fmt::Display| AvatarError::Write { path, detail: e.to_string() };
+    let werr = |path: PathBuf, e: &dyn std::fmt::Display| AvatarError::Write {
+        path,
+        detail: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(|e| werr(dir.into(), &e))?;
     let toml_text = toml::to_string(config).map_err(|e| werr(dir.join("avatar.toml"), &e))?;
-    std::fs::write(dir.join("avatar.toml"), toml_text).map_err(|e| werr(dir.join("avatar.toml"), &e))?;
-    let f64s = |shape: Vec<usize>, v: &[f64]| Tensor { shape, data: TensorData::F64(v.to_vec()) };
+    std::fs::write(dir.join("avatar.toml"), toml_text)
+        .map_err(|e| werr(dir.join("avatar.toml"), &e))?;
+    let f64s = |shape: Vec<usize>, v: &[f64]| Tensor {
+        shape,
+        data: TensorData::F64(v.to_vec()),
+    };
     for (file, t) in [
         ("template.npy", f64s(vec![478, 3], template)),
         ("shoulders.npy", f64s(vec![18, 3], shoulders)),
@@ -167,9 +212,15 @@ pub fn write_bundle(
     ] {
         npy::write(&dir.join(file), &t).map_err(|e| werr(dir.join(file), &e))?;
     }
-    write_png_rgb(&dir.join("reference.png"), config.canvas, config.canvas, reference)
-        .map_err(|e| werr(dir.join("reference.png"), &e))?;
-    std::fs::write(dir.join("renderer.onnx"), renderer_onnx).map_err(|e| werr(dir.join("renderer.onnx"), &e))?;
+    write_png_rgb(
+        &dir.join("reference.png"),
+        config.canvas,
+        config.canvas,
+        reference,
+    )
+    .map_err(|e| werr(dir.join("reference.png"), &e))?;
+    std::fs::write(dir.join("renderer.onnx"), renderer_onnx)
+        .map_err(|e| werr(dir.join("renderer.onnx"), &e))?;
     Ok(())
 }
 
@@ -179,7 +230,9 @@ pub fn write_bundle(
 /// A description when the file is unreadable or of another colour type / bit depth.
 pub fn read_png_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>), String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file)).read_info().map_err(|e| e.to_string())?;
+    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
+        .read_info()
+        .map_err(|e| e.to_string())?;
     let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
     let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
     if info.bit_depth != png::BitDepth::Eight {
@@ -188,7 +241,10 @@ pub fn read_png_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>), String> {
     let (w, h) = (info.width as usize, info.height as usize);
     let rgb = match info.color_type {
         png::ColorType::Rgb => buf[..w * h * 3].to_vec(),
-        png::ColorType::Rgba => buf[..w * h * 4].chunks_exact(4).flat_map(|p| [p[0], p[1], p[2]]).collect(),
+        png::ColorType::Rgba => buf[..w * h * 4]
+            .chunks_exact(4)
+            .flat_map(|p| [p[0], p[1], p[2]])
+            .collect(),
         other => return Err(format!("{other:?} PNG; expected RGB")),
     };
     Ok((w, h, rgb))

@@ -68,7 +68,11 @@ pub fn normalise_keys(ck: &mut Checkpoint) {
 /// # Errors
 /// A [`CheckpointError`] naming the file (and key, with expected and found shape) when the file
 /// is not a checkpoint of `network` or does not match the architecture.
-pub fn import(network: Network, path: &Path, opts: &ImportOptions) -> Result<ModelProto, CheckpointError> {
+pub fn import(
+    network: Network,
+    path: &Path,
+    opts: &ImportOptions,
+) -> Result<ModelProto, CheckpointError> {
     let mut ck = super::load_checkpoint(path)?;
     normalise_keys(&mut ck);
     import_checkpoint(network, &ck, opts)
@@ -78,19 +82,29 @@ pub fn import(network: Network, path: &Path, opts: &ImportOptions) -> Result<Mod
 ///
 /// # Errors
 /// As [`import`].
-pub fn import_checkpoint(network: Network, ck: &Checkpoint, opts: &ImportOptions) -> Result<ModelProto, CheckpointError> {
+pub fn import_checkpoint(
+    network: Network,
+    ck: &Checkpoint,
+    opts: &ImportOptions,
+) -> Result<ModelProto, CheckpointError> {
     match network {
         Network::Moda => {
             let h = moda::Hparams::infer(ck, opts.wav2vec_heads, opts.wav2vec_strides.clone())?;
-            finish(network, ck, &moda::specs(&h), format!("{h:?}"), |ck| moda::build(ck, &h))
+            finish(network, ck, &moda::specs(&h), format!("{h:?}"), |ck| {
+                moda::build(ck, &h)
+            })
         }
         Network::Faco => {
             let h = faco::Hparams::infer(ck)?;
-            finish(network, ck, &faco::specs(&h), format!("{h:?}"), |ck| faco::build(ck, &h))
+            finish(network, ck, &faco::specs(&h), format!("{h:?}"), |ck| {
+                faco::build(ck, &h)
+            })
         }
         Network::Renderer => {
             let h = renderer::Hparams::infer(ck)?;
-            finish(network, ck, &renderer::specs(&h), format!("{h:?}"), |ck| renderer::build(ck, &h))
+            finish(network, ck, &renderer::specs(&h), format!("{h:?}"), |ck| {
+                renderer::build(ck, &h)
+            })
         }
     }
 }
@@ -102,17 +116,23 @@ pub fn init(network: Network, preset: Preset, seed: u64) -> ModelProto {
         Network::Moda => {
             let h = moda::Hparams::preset(preset);
             let ck = random_checkpoint(&moda::specs(&h), seed, &label);
-            finish(network, &ck, &moda::specs(&h), format!("{h:?}"), |ck| moda::build(ck, &h))
+            finish(network, &ck, &moda::specs(&h), format!("{h:?}"), |ck| {
+                moda::build(ck, &h)
+            })
         }
         Network::Faco => {
             let h = faco::Hparams::preset(preset);
             let ck = random_checkpoint(&faco::specs(&h), seed, &label);
-            finish(network, &ck, &faco::specs(&h), format!("{h:?}"), |ck| faco::build(ck, &h))
+            finish(network, &ck, &faco::specs(&h), format!("{h:?}"), |ck| {
+                faco::build(ck, &h)
+            })
         }
         Network::Renderer => {
             let h = renderer::Hparams::preset(preset);
             let ck = random_checkpoint(&renderer::specs(&h), seed, &label);
-            finish(network, &ck, &renderer::specs(&h), format!("{h:?}"), |ck| renderer::build(ck, &h))
+            finish(network, &ck, &renderer::specs(&h), format!("{h:?}"), |ck| {
+                renderer::build(ck, &h)
+            })
         }
     };
     result.expect("random weights are generated from the specs they are validated against")
@@ -127,7 +147,11 @@ fn finish(
 ) -> Result<ModelProto, CheckpointError> {
     validate(ck, specs, network.name())?;
     let graph = build(ck);
-    let source = if ck.sha256.is_empty() { ck.path.display().to_string() } else { ck.sha256.clone() };
+    let source = if ck.sha256.is_empty() {
+        ck.path.display().to_string()
+    } else {
+        ck.sha256.clone()
+    };
     let metadata = vec![
         ("moda.kind".to_string(), network.name().to_string()),
         ("moda.fps".to_string(), FPS.to_string()),
@@ -148,10 +172,20 @@ mod tests {
     fn parametrization_names_become_legacy_weight_norm_names() {
         let t = Tensor::f32(vec![1], vec![1.0]);
         let mut tensors = BTreeMap::new();
-        tensors.insert("a.conv.parametrizations.weight.original0".to_string(), t.clone());
-        tensors.insert("a.conv.parametrizations.weight.original1".to_string(), t.clone());
+        tensors.insert(
+            "a.conv.parametrizations.weight.original0".to_string(),
+            t.clone(),
+        );
+        tensors.insert(
+            "a.conv.parametrizations.weight.original1".to_string(),
+            t.clone(),
+        );
         tensors.insert("a.conv.bias".to_string(), t);
-        let mut ck = Checkpoint { path: "x".into(), sha256: String::new(), tensors };
+        let mut ck = Checkpoint {
+            path: "x".into(),
+            sha256: String::new(),
+            tensors,
+        };
         normalise_keys(&mut ck);
         let keys: Vec<&str> = ck.tensors.keys().map(String::as_str).collect();
         assert_eq!(keys, ["a.conv.bias", "a.conv.weight_g", "a.conv.weight_v"]);

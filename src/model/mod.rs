@@ -10,8 +10,9 @@
 //! [`import`] strings them together: read, infer, validate strictly, build.
 
 pub mod checkpoint;
-pub mod moda;
 pub mod faco;
+pub mod import;
+pub mod moda;
 pub mod nn;
 pub mod onnx;
 pub mod pickle;

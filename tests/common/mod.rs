@@ -13,12 +13,18 @@ pub fn reference_dir() -> PathBuf {
         return PathBuf::from(dir);
     }
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    for candidate in [root.join("../shared/reference"), root.join("../../shared/reference")] {
+    for candidate in [
+        root.join("../shared/reference"),
+        root.join("../../shared/reference"),
+    ] {
         if candidate.join("golden").is_dir() {
             return candidate;
         }
     }
-    panic!("reference data not found: expected ../shared/reference beside {} (or set MODA_REFERENCE)", root.display());
+    panic!(
+        "reference data not found: expected ../shared/reference beside {} (or set MODA_REFERENCE)",
+        root.display()
+    );
 }
 
 /// `reference/golden/<rel>`.
@@ -35,14 +41,19 @@ pub fn golden_npy(rel: &str) -> Tensor {
 
 /// A field of a golden folder's `meta.json`.
 pub fn golden_meta(folder: &str) -> serde_json::Value {
-    let text = std::fs::read_to_string(golden(&format!("{folder}/meta.json"))).expect("meta.json readable");
+    let text = std::fs::read_to_string(golden(&format!("{folder}/meta.json")))
+        .expect("meta.json readable");
     serde_json::from_str(&text).expect("meta.json is JSON")
 }
 
 /// Max |a − b| over two equally shaped tensors (compared as float64).
 pub fn max_abs_diff(a: &Tensor, b: &Tensor) -> f64 {
     assert_eq!(a.shape, b.shape, "shapes differ");
-    a.to_f64_vec().iter().zip(b.to_f64_vec()).map(|(x, y)| (x - y).abs()).fold(0.0, f64::max)
+    a.to_f64_vec()
+        .iter()
+        .zip(b.to_f64_vec())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max)
 }
 
 /// The Python interpreter that has onnxruntime (`$MODA_PYTHON`, else `.venv/bin/python3`).
@@ -51,7 +62,10 @@ pub fn python() -> PathBuf {
         return PathBuf::from(p);
     }
     let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python3");
-    assert!(venv.exists(), "ONNX Runtime not set up: run `bash scripts/setup.sh` (creates .venv) or set MODA_PYTHON");
+    assert!(
+        venv.exists(),
+        "ONNX Runtime not set up: run `bash scripts/setup.sh` (creates .venv) or set MODA_PYTHON"
+    );
     venv
 }
 

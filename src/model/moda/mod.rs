@@ -404,6 +404,11 @@ mod tests {
         // checkpoint_keys.md: 449 entries, 97,600,499 elements for the release MODANet.
         let s = specs(&Hparams::preset(Preset::Release));
         assert_eq!(s.len(), 449);
-        assert_eq!(s.iter().map(|p| p.shape.iter().product::<usize>()).sum::<usize>(), 97_600_499);
+        assert_eq!(
+            s.iter()
+                .map(|p| p.shape.iter().product::<usize>())
+                .sum::<usize>(),
+            97_600_499
+        );
     }
 }
