@@ -17,5 +17,6 @@ pub mod draw;
 pub mod face;
 pub mod model;
 pub mod motion;
+pub mod offline;
 pub mod sink;
 pub mod util;

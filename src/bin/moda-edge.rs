@@ -40,15 +40,50 @@ enum Command {
     },
     /// Median latency of each network on tract and (optionally) ONNX Runtime.
     Bench(BenchCmd),
+    /// Render a speech recording as the avatar's talking video (offline, CPU).
+    Render(RenderCmd),
+}
+
+#[derive(Args)]
+struct RenderCmd {
+    /// Speech recording (WAV: PCM 8/16/24/32-bit or float32, any rate, any channels).
+    wav: PathBuf,
+    /// Avatar bundle directory (see README: `moda-edge import avatar`).
+    #[arg(long)]
+    avatar: PathBuf,
+    /// Directory with moda.onnx (wav2vec audio head) and faco.onnx.
+    #[arg(long, default_value = "models")]
+    models: PathBuf,
+    /// Output: out.mp4 / file://out.mp4 (H.264 + AAC speech), out.y4m / y4m://out.y4m, null://.
+    #[arg(short, long)]
+    output: String,
+    /// Seed of the VAE noise (default: random, printed).
+    #[arg(long, conflicts_with = "noise")]
+    seed: Option<u64>,
+    /// `zero`: no VAE noise (z = μ), deterministic as the golden run.
+    #[arg(long, value_parser = ["zero"])]
+    noise: Option<String>,
+    /// `frame`: the portrait only; `panel`: prediction | reference | condition image.
+    #[arg(long, value_enum, default_value_t = moda_edge::offline::Layout::Frame)]
+    layout: moda_edge::offline::Layout,
+    /// Write every intermediate as .npy here (file names of golden/e2e).
+    #[arg(long)]
+    dump: Option<PathBuf>,
+    /// Frames whose images are dumped.
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    dump_frames: Vec<usize>,
+    /// CPU threads for matrix products.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 #[derive(Args)]
 struct ImportCmd {
-    /// Which network the checkpoint holds.
-    network: Network,
+    /// What the file holds: a network checkpoint, or `avatar` (an official meta_dir).
+    network: ImportKind,
     /// The official checkpoint (torch.save zip of a bare state_dict).
     checkpoint: PathBuf,
-    /// Output ONNX file.
+    /// Output ONNX file (for `avatar`: the bundle directory).
     #[arg(short, long)]
     output: PathBuf,
     /// wav2vec 2.0 attention heads (not recoverable from the checkpoint; default 12 = wav2vec2-base).
@@ -57,6 +92,20 @@ struct ImportCmd {
     /// wav2vec 2.0 feature-encoder conv strides (default 5,2,2,2,2,2,2).
     #[arg(long, value_delimiter = ',')]
     wav2vec_strides: Option<Vec<usize>>,
+    /// `import avatar`: the person's renderer checkpoint (.pth or .pkl).
+    #[arg(long)]
+    renderer: Option<PathBuf>,
+    /// `import avatar`: renderer input size (512 official; 256 for small renderers).
+    #[arg(long, default_value_t = 512)]
+    renderer_size: usize,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum ImportKind {
+    Moda,
+    Faco,
+    Renderer,
+    Avatar,
 }
 
 #[derive(Args)]
@@ -158,6 +207,7 @@ fn run(command: Command) -> Result<()> {
                 },
         } => models_init(&output, preset.into(), seed),
         Command::Bench(cmd) => bench_cmd(cmd),
+        Command::Render(cmd) => render_cmd(cmd),
     }
 }
 
@@ -179,11 +229,36 @@ fn import_cmd(cmd: ImportCmd) -> Result<()> {
     if cmd.wav2vec_heads == Some(0) {
         bail!("--wav2vec-heads must be at least 1");
     }
+    let network = match cmd.network {
+        ImportKind::Moda => Network::Moda,
+        ImportKind::Faco => Network::Faco,
+        ImportKind::Renderer => Network::Renderer,
+        ImportKind::Avatar => {
+            let Some(renderer) = &cmd.renderer else {
+                bail!(
+                    "import avatar needs --renderer <checkpoint.pth|.pkl> (the person's renderer)"
+                );
+            };
+            let config = moda_edge::face::avatar::import_official(
+                &cmd.checkpoint,
+                renderer,
+                cmd.renderer_size,
+                &cmd.output,
+            )?;
+            println!(
+                "wrote avatar bundle {} ({}, renderer {}²)",
+                cmd.output.display(),
+                config.name,
+                config.renderer_size
+            );
+            return Ok(());
+        }
+    };
     let opts = ImportOptions {
         wav2vec_heads: cmd.wav2vec_heads,
         wav2vec_strides: cmd.wav2vec_strides,
     };
-    let model = import::import(cmd.network, &cmd.checkpoint, &opts)?;
+    let model = import::import(network, &cmd.checkpoint, &opts)?;
     write_model(&cmd.output, &model)?;
     let hparams = model
         .metadata_props
@@ -194,7 +269,7 @@ fn import_cmd(cmd: ImportCmd) -> Result<()> {
     println!(
         "wrote {} ({} from {}; {hparams})",
         cmd.output.display(),
-        cmd.network.name(),
+        network.name(),
         cmd.checkpoint.display()
     );
     Ok(())
@@ -260,5 +335,60 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
         bail!("no model found in {} (expected moda.onnx, faco.onnx, renderer.onnx; see `moda-edge models init`)", opts.models.display());
     }
     print!("{}", moda_edge::bench::table(&rows, opts.threads));
+    Ok(())
+}
+
+fn render_cmd(cmd: RenderCmd) -> Result<()> {
+    use moda_edge::offline::{render, Models, Noise, RenderOptions};
+    let uri = moda_edge::sink::SinkUri::parse(&cmd.output)?;
+    #[cfg(feature = "gstreamer")]
+    if matches!(uri, moda_edge::sink::SinkUri::File(_)) {
+        moda_edge::sink::init_gstreamer()?;
+    }
+    let noise = match (cmd.noise.as_deref(), cmd.seed) {
+        (Some(_), _) => Noise::Zero,
+        (None, Some(seed)) => Noise::Seeded(seed),
+        (None, None) => {
+            let seed = rand::random::<u64>() >> 11;
+            eprintln!("render: noise seed {seed} (repeat with --seed {seed})");
+            Noise::Seeded(seed)
+        }
+    };
+    let avatar = moda_edge::face::avatar::Avatar::load(&cmd.avatar)?;
+    let models = Models::load(&cmd.models)?;
+    let opts = RenderOptions {
+        noise,
+        layout: cmd.layout,
+        dump: cmd.dump,
+        dump_frames: cmd.dump_frames,
+    };
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "render {bar:30} {pos}/{len} frames  {per_sec}  eta {eta}",
+        )
+        .expect("valid template"),
+    );
+    let summary = render(
+        &TractBackend::new(cmd.threads),
+        &models,
+        &avatar,
+        &cmd.wav,
+        &uri,
+        &opts,
+        |done, total| {
+            bar.set_length(total as u64);
+            bar.set_position(done as u64);
+        },
+    )?;
+    bar.finish_and_clear();
+    println!(
+        "rendered {} frames ({:.2} s of audio) to {} in {:.1} s ({:.1} frames/s)",
+        summary.frames,
+        summary.audio_seconds,
+        uri,
+        summary.wall_seconds,
+        summary.frames as f64 / summary.wall_seconds.max(1e-9)
+    );
     Ok(())
 }

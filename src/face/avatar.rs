@@ -263,3 +263,69 @@ pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Re
     w.write_image_data(rgb).map_err(|e| e.to_string())?;
     w.finish().map_err(|e| e.to_string())
 }
+
+/// `moda-edge import avatar`: a bundle from an official `meta_dir` (`repr.npz`, `reference.pth`)
+/// and the person's renderer checkpoint.
+///
+/// # Errors
+/// An [`AvatarError`] naming the file and what was expected.
+pub fn import_official(
+    meta_dir: &Path,
+    renderer_checkpoint: &Path,
+    renderer_size: usize,
+    out_dir: &Path,
+) -> Result<AvatarConfig, AvatarError> {
+    let read_err = |file: &'static str, detail: String| AvatarError::Read {
+        dir: meta_dir.into(),
+        file,
+        detail,
+    };
+    let repr = crate::face::repr::Repr::load(&meta_dir.join("repr.npz"))
+        .map_err(|e| read_err("repr.npz", e.to_string()))?;
+    let (h, w, reference) = crate::model::load_reference_image(&meta_dir.join("reference.pth"))
+        .map_err(|e| read_err("reference.pth", e.to_string()))?;
+    if h != 512 || w != 512 {
+        return Err(AvatarError::Shape {
+            dir: meta_dir.into(),
+            file: "reference.pth",
+            found: format!("{w}×{h}"),
+            expected: "a 512×512 RGB reference picture",
+        });
+    }
+    let name = meta_dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "avatar".into());
+    let config = AvatarConfig {
+        name,
+        canvas: 512,
+        renderer_size,
+        face_centre: default_centre(),
+        style: default_style(),
+    };
+    config.validate().map_err(|detail| AvatarError::Config {
+        dir: out_dir.into(),
+        detail,
+    })?;
+    let model = crate::model::import::import(
+        crate::model::import::Network::Renderer,
+        renderer_checkpoint,
+        &crate::model::import::ImportOptions::default(),
+    )
+    .map_err(|e| AvatarError::Read {
+        dir: meta_dir.into(),
+        file: "renderer checkpoint",
+        detail: e.to_string(),
+    })?;
+    let flat = |pts: &[[f64; 3]]| pts.iter().flatten().copied().collect::<Vec<f64>>();
+    write_bundle(
+        out_dir,
+        &config,
+        &flat(&repr.templete),
+        &flat(&repr.shoulder),
+        &repr.headmotion,
+        &reference,
+        &crate::model::onnx::encode(&model),
+    )?;
+    Ok(config)
+}
