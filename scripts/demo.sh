@@ -1,28 +1,27 @@
 #!/usr/bin/env bash
-# The main job of README.md, as far as it exists today: set up, build the release binary, make
-# seeded `tiny` models, import the official-format golden checkpoints when ../shared/reference is
-# beside the checkout, and run every network once through the CPU backend with a latency report.
+# The main job of README.md: set up, build the release binary, and render a talking-portrait
+# video from a speech recording on the CPU.
 #
-# Seeded random weights animate noise, not a face; import the released checkpoints instead with
-#   moda-edge import moda MODA.pkl -o models/moda.onnx   (and faco, renderer)
+# Today the demo renders with the official-format golden checkpoints and the e2e avatar files
+# of ../shared/reference (random weights: the video shows how the pipeline animates, not a
+# face). With the released checkpoints, import them instead:
+#   moda-edge import moda MODA.pkl -o models/moda.onnx
+#   moda-edge import faco FaCo.pkl -o models/faco.onnx
+#   moda-edge import avatar assets/data/meta_dir/Cathy --renderer Cathy.pth -o avatars/cathy
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 cargo build --release --locked --bin moda-edge
-bin=target/release/moda-edge
-
-$bin models init -o out/models-tiny --preset tiny --seed 1
-
+bin="${CARGO_TARGET_DIR:-target}/release/moda-edge"
 ref="${MODA_REFERENCE:-../shared/reference}"
-if [ -d "$ref/golden" ]; then
-  echo "demo: importing the official-format golden checkpoints from $ref/golden"
-  $bin import moda "$ref/golden/moda_w2v_tiny/checkpoint.pkl" --wav2vec-heads 2 -o out/golden/moda.onnx
-  $bin import faco "$ref/golden/faco/checkpoint.pkl" -o out/golden/faco.onnx
-  $bin import renderer "$ref/golden/render_small/checkpoint.pkl" -o out/golden/renderer.onnx
-  $bin infer out/golden/faco.onnx -o out/golden/faco-out \
-    --input lip="$ref/golden/faco/input_lip.npy" --input eye="$ref/golden/faco/input_eye.npy" \
-    --input template="$ref/golden/faco/input_ref.npy"
+if [ ! -d "$ref/golden" ]; then
+  echo "demo: $ref/golden not found (set MODA_REFERENCE); it holds the demo checkpoints and avatar" >&2
+  exit 1
 fi
-
-echo "demo: latency of the tiny models on this CPU (tract vs ONNX Runtime, 1 thread)"
-$bin bench --models out/models-tiny --frames 300 --size 256 --iters 3 --ort .venv/bin/python3
+g="$ref/golden"
+$bin import moda "$g/moda_w2v_tiny/checkpoint.pkl" --wav2vec-heads 2 -o out/demo/models/moda.onnx
+$bin import faco "$g/faco/checkpoint.pkl" -o out/demo/models/faco.onnx
+$bin import avatar "$g/e2e" --renderer "$g/render_small/checkpoint.pkl" --renderer-size 256 -o out/demo/avatar
+$bin render "$g/e2e/speech.wav" --avatar out/demo/avatar --models out/demo/models \
+  --seed 1 --layout panel -o out/demo/demo.mp4
+echo "demo: wrote out/demo/demo.mp4 (prediction | reference | condition image, with the speech)"

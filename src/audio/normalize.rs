@@ -15,34 +15,7 @@ pub const NORM_EPS: f32 = 1e-7;
 /// accumulators, longer runs are split in two halves (the first a multiple of 8 long) and the
 /// halves' sums added. All arithmetic is float32.
 pub fn numpy_pairwise_sum_f32(x: &[f32]) -> f32 {
-    // numpy's reduction starts from the identity 0 and adds the pairwise sum to it.
-    0.0 + pairwise(x)
-}
-
-fn pairwise(x: &[f32]) -> f32 {
-    let n = x.len();
-    if n < 8 {
-        // numpy starts this short loop at -0.0 so that a sum of -0.0 stays -0.0.
-        x.iter().fold(-0.0f32, |acc, &v| acc + v)
-    } else if n <= 128 {
-        let mut r = [0.0f32; 8];
-        r.copy_from_slice(&x[..8]);
-        let full = n - n % 8;
-        for block in x[8..full].chunks_exact(8) {
-            for (acc, &v) in r.iter_mut().zip(block) {
-                *acc += v;
-            }
-        }
-        let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-        for &v in &x[full..] {
-            res += v;
-        }
-        res
-    } else {
-        let mut n2 = n / 2;
-        n2 -= n2 % 8;
-        pairwise(&x[..n2]) + pairwise(&x[n2..])
-    }
+    crate::util::numpy_sum::pairwise_sum(x)
 }
 
 /// numpy's float32 mean: the float32 sum divided by the count, rounded once to float32.

@@ -80,38 +80,8 @@ pub fn gaussian_weights(sigma: f64) -> Vec<f64> {
     let phi: Vec<f64> = (-radius..=radius)
         .map(|k| (c * (k * k) as f64).exp())
         .collect();
-    let sum = numpy_pairwise_sum_f64(&phi);
+    let sum = crate::util::numpy_sum::pairwise_sum(&phi);
     phi.iter().map(|&p| p / sum).collect()
-}
-
-/// numpy's pairwise float64 sum (the same blocking as for float32: eight accumulators over
-/// blocks of at most 128, halves for longer runs).
-fn numpy_pairwise_sum_f64(x: &[f64]) -> f64 {
-    fn pairwise(x: &[f64]) -> f64 {
-        let n = x.len();
-        if n < 8 {
-            x.iter().fold(-0.0, |a, &v| a + v)
-        } else if n <= 128 {
-            let mut r = [0.0f64; 8];
-            r.copy_from_slice(&x[..8]);
-            let full = n - n % 8;
-            for block in x[8..full].chunks_exact(8) {
-                for (acc, &v) in r.iter_mut().zip(block) {
-                    *acc += v;
-                }
-            }
-            let mut res = ((r[0] + r[1]) + (r[2] + r[3])) + ((r[4] + r[5]) + (r[6] + r[7]));
-            for &v in &x[full..] {
-                res += v;
-            }
-            res
-        } else {
-            let mut n2 = n / 2;
-            n2 -= n2 % 8;
-            pairwise(&x[..n2]) + pairwise(&x[n2..])
-        }
-    }
-    0.0 + pairwise(x)
 }
 
 /// scipy's 'reflect' boundary: index `i` of the infinite half-sample symmetric, 2n-periodic

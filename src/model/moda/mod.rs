@@ -23,7 +23,6 @@ use super::spec::ParamSpec;
 use super::Preset;
 
 pub use body::{alibi_mask, diagonal_memory_mask, sinusoid_table};
-pub use wav2vec::rename_legacy_weight_norm;
 
 /// Key of the first audio-head layer; every MODA checkpoint has it.
 const AUDIO_HEAD0: &str = "audio_encoder_head.layers.0.weight";

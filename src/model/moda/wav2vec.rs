@@ -25,19 +25,6 @@ fn layer(i: usize) -> String {
     format!("{P}.encoder.layers.{i}")
 }
 
-/// Renames the weight-norm keys written by torch ≥ 2.1 (`parametrizations.weight.original0/1`)
-/// to the legacy `weight_g` / `weight_v` that [`super::specs`] lists.
-pub fn rename_legacy_weight_norm(ck: &mut Checkpoint) {
-    for (new, old) in [
-        ("weight_g", "parametrizations.weight.original0"),
-        ("weight_v", "parametrizations.weight.original1"),
-    ] {
-        if let Some(t) = ck.tensors.remove(&format!("{POS}.{old}")) {
-            ck.tensors.insert(format!("{POS}.{new}"), t);
-        }
-    }
-}
-
 /// Encoder sizes from tensor shapes; `heads` and `strides` are not stored.
 pub fn infer(
     ck: &Checkpoint,
