@@ -130,15 +130,7 @@ pub fn run(
         ));
         let prepared = backend.prepare(&model, &shapes)?;
         let mut session = prepared.session()?;
-        for (i, spec) in prepared.inputs().iter().enumerate() {
-            let (_, t) = inputs
-                .iter()
-                .find(|(n, _)| *n == spec.name)
-                .expect("resolved");
-            session
-                .input_mut(i)
-                .copy_from_slice(t.as_f32().expect("f32"));
-        }
+        crate::backend::fill_inputs(&prepared, &mut session, &inputs);
         session.run()?; // warm-up
         let mut runs = Vec::with_capacity(opts.iters);
         for i in 0..opts.iters {

@@ -100,15 +100,7 @@ pub fn run_once<B: Backend>(
         .collect();
     let prepared = backend.prepare(model, &shapes)?;
     let mut session = prepared.session()?;
-    for (i, spec) in prepared.inputs().iter().enumerate() {
-        let (_, t) = inputs
-            .iter()
-            .find(|(n, _)| *n == spec.name)
-            .expect("resolved by prepare");
-        session
-            .input_mut(i)
-            .copy_from_slice(t.as_f32().expect("checked above"));
-    }
+    fill_inputs(&prepared, &mut session, inputs);
     session.run()?;
     Ok(prepared
         .outputs()
@@ -121,4 +113,26 @@ pub fn run_once<B: Backend>(
             )
         })
         .collect())
+}
+
+/// Copies named float32 host tensors into a session's input buffers (by the prepared input
+/// names; every prepared input must be present, as `prepare` checked).
+///
+/// # Panics
+/// When an input is missing or not float32, which `prepare`'s shape check and the callers'
+/// dtype check rule out.
+pub fn fill_inputs<P: Prepared>(
+    prepared: &P,
+    session: &mut P::Session,
+    inputs: &[(String, crate::model::Tensor)],
+) {
+    for (i, spec) in prepared.inputs().iter().enumerate() {
+        let (_, t) = inputs
+            .iter()
+            .find(|(n, _)| *n == spec.name)
+            .expect("input resolved by prepare");
+        session
+            .input_mut(i)
+            .copy_from_slice(t.as_f32().expect("float32 input"));
+    }
 }

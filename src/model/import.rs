@@ -87,66 +87,83 @@ pub fn import_checkpoint(
     ck: &Checkpoint,
     opts: &ImportOptions,
 ) -> Result<ModelProto, CheckpointError> {
-    match network {
-        Network::Moda => {
-            let h = moda::Hparams::infer(ck, opts.wav2vec_heads, opts.wav2vec_strides.clone())?;
-            finish(network, ck, &moda::specs(&h), format!("{h:?}"), |ck| {
-                moda::build(ck, &h)
-            })
-        }
-        Network::Faco => {
-            let h = faco::Hparams::infer(ck)?;
-            finish(network, ck, &faco::specs(&h), format!("{h:?}"), |ck| {
-                faco::build(ck, &h)
-            })
-        }
-        Network::Renderer => {
-            let h = renderer::Hparams::infer(ck)?;
-            finish(network, ck, &renderer::specs(&h), format!("{h:?}"), |ck| {
-                renderer::build(ck, &h)
-            })
-        }
-    }
+    let arch = Arch::infer(network, ck, opts)?;
+    finish(network, ck, &arch)
 }
 
 /// The network with seeded random weights at `preset` sizes (`models init`).
 pub fn init(network: Network, preset: Preset, seed: u64) -> ModelProto {
-    let label = format!("{} {preset:?}", network.name());
-    let result = match network {
-        Network::Moda => {
-            let h = moda::Hparams::preset(preset);
-            let ck = random_checkpoint(&moda::specs(&h), seed, &label);
-            finish(network, &ck, &moda::specs(&h), format!("{h:?}"), |ck| {
-                moda::build(ck, &h)
-            })
-        }
-        Network::Faco => {
-            let h = faco::Hparams::preset(preset);
-            let ck = random_checkpoint(&faco::specs(&h), seed, &label);
-            finish(network, &ck, &faco::specs(&h), format!("{h:?}"), |ck| {
-                faco::build(ck, &h)
-            })
-        }
-        Network::Renderer => {
-            let h = renderer::Hparams::preset(preset);
-            let ck = random_checkpoint(&renderer::specs(&h), seed, &label);
-            finish(network, &ck, &renderer::specs(&h), format!("{h:?}"), |ck| {
-                renderer::build(ck, &h)
-            })
-        }
-    };
-    result.expect("random weights are generated from the specs they are validated against")
+    let arch = Arch::preset(network, preset);
+    let ck = random_checkpoint(
+        &arch.specs(),
+        seed,
+        &format!("{} {preset:?}", network.name()),
+    );
+    finish(network, &ck, &arch)
+        .expect("random weights are generated from the specs they are validated against")
 }
 
-fn finish(
-    network: Network,
-    ck: &Checkpoint,
-    specs: &[ParamSpec],
-    hparams: String,
-    build: impl FnOnce(&Checkpoint) -> super::onnx::Graph,
-) -> Result<ModelProto, CheckpointError> {
-    validate(ck, specs, network.name())?;
-    let graph = build(ck);
+/// One architecture with its hyper-parameters.
+enum Arch {
+    Moda(moda::Hparams),
+    Faco(faco::Hparams),
+    Renderer(renderer::Hparams),
+}
+
+impl Arch {
+    fn infer(
+        network: Network,
+        ck: &Checkpoint,
+        opts: &ImportOptions,
+    ) -> Result<Arch, CheckpointError> {
+        Ok(match network {
+            Network::Moda => Arch::Moda(moda::Hparams::infer(
+                ck,
+                opts.wav2vec_heads,
+                opts.wav2vec_strides.clone(),
+            )?),
+            Network::Faco => Arch::Faco(faco::Hparams::infer(ck)?),
+            Network::Renderer => Arch::Renderer(renderer::Hparams::infer(ck)?),
+        })
+    }
+
+    fn preset(network: Network, preset: Preset) -> Arch {
+        match network {
+            Network::Moda => Arch::Moda(moda::Hparams::preset(preset)),
+            Network::Faco => Arch::Faco(faco::Hparams::preset(preset)),
+            Network::Renderer => Arch::Renderer(renderer::Hparams::preset(preset)),
+        }
+    }
+
+    fn specs(&self) -> Vec<ParamSpec> {
+        match self {
+            Arch::Moda(h) => moda::specs(h),
+            Arch::Faco(h) => faco::specs(h),
+            Arch::Renderer(h) => renderer::specs(h),
+        }
+    }
+
+    fn build(&self, ck: &Checkpoint) -> super::onnx::Graph {
+        match self {
+            Arch::Moda(h) => moda::build(ck, h),
+            Arch::Faco(h) => faco::build(ck, h),
+            Arch::Renderer(h) => renderer::build(ck, h),
+        }
+    }
+
+    /// The `moda.hparams` metadata value.
+    fn describe(&self) -> String {
+        match self {
+            Arch::Moda(h) => format!("{h:?}"),
+            Arch::Faco(h) => format!("{h:?}"),
+            Arch::Renderer(h) => format!("{h:?}"),
+        }
+    }
+}
+
+fn finish(network: Network, ck: &Checkpoint, arch: &Arch) -> Result<ModelProto, CheckpointError> {
+    validate(ck, &arch.specs(), network.name())?;
+    let graph = arch.build(ck);
     let source = if ck.sha256.is_empty() {
         ck.path.display().to_string()
     } else {
@@ -157,7 +174,7 @@ fn finish(
         ("moda.fps".to_string(), FPS.to_string()),
         ("moda.sample_rate".to_string(), SAMPLE_RATE.to_string()),
         ("moda.source_sha256".to_string(), source),
-        ("moda.hparams".to_string(), hparams),
+        ("moda.hparams".to_string(), arch.describe()),
     ];
     Ok(graph.into_model(network.name(), &metadata))
 }
