@@ -6,9 +6,8 @@ mod common;
 
 use common::{golden, golden_npy, max_abs_diff};
 use moda_edge::backend::tract::TractBackend;
-use moda_edge::face::avatar::{import_official, Avatar};
-use moda_edge::model::import::{import, ImportOptions, Network};
-use moda_edge::model::{onnx, TensorData};
+use moda_edge::face::avatar::Avatar;
+use moda_edge::model::TensorData;
 use moda_edge::offline::{render, Layout, Models, Noise, RenderOptions};
 use moda_edge::sink::SinkUri;
 use moda_edge::util::npy;
@@ -16,35 +15,7 @@ use moda_edge::util::npy;
 #[test]
 fn render_matches_the_official_pipeline_stage_by_stage() {
     let dir = tempfile::tempdir().unwrap();
-    let avatar_dir = dir.path().join("avatar");
-    let e2e = golden("e2e/repr.npz").parent().unwrap().to_path_buf();
-    import_official(
-        &e2e,
-        &golden("render_small/checkpoint.pkl"),
-        256,
-        &avatar_dir,
-    )
-    .unwrap();
-    let models_dir = dir.path().join("models");
-    std::fs::create_dir_all(&models_dir).unwrap();
-    let opts = ImportOptions {
-        wav2vec_heads: Some(2),
-        wav2vec_strides: None,
-    };
-    let moda = import(
-        Network::Moda,
-        &golden("moda_w2v_tiny/checkpoint.pkl"),
-        &opts,
-    )
-    .unwrap();
-    std::fs::write(models_dir.join("moda.onnx"), onnx::encode(&moda)).unwrap();
-    let faco = import(
-        Network::Faco,
-        &golden("faco/checkpoint.pkl"),
-        &ImportOptions::default(),
-    )
-    .unwrap();
-    std::fs::write(models_dir.join("faco.onnx"), onnx::encode(&faco)).unwrap();
+    let (avatar_dir, models_dir) = common::golden_render_fixture(dir.path());
 
     let indices = golden_npy("e2e/indices.npy");
     let TensorData::I64(idx) = &indices.data else {

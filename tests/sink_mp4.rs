@@ -10,6 +10,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 use moda_edge::sink::{self, SinkError, SinkSettings, SinkUri};
 
+mod common;
+
 const W: u32 = 256;
 const H: u32 = 256;
 const FRAMES: u64 = 45;
@@ -337,4 +339,61 @@ fn dropping_an_unfinished_sink_does_not_hang() {
         out.write_frame(&pattern(k)).expect("write frame");
     }
     drop(out);
+}
+
+/// `render` end to end into an mp4: 208 frames of 30 fps video and the whole speech as audio.
+#[test]
+fn render_writes_an_mp4_with_the_speech_in_sync() {
+    use moda_edge::offline::{render, Layout, Models, Noise, RenderOptions};
+    sink::init_gstreamer().expect("GStreamer initialises");
+    let dir = tempfile::tempdir().unwrap();
+    let (avatar_dir, models_dir) = common::golden_render_fixture(dir.path());
+    let out = dir.path().join("render.mp4");
+    let opts = RenderOptions {
+        noise: Noise::Seeded(3),
+        layout: Layout::Frame,
+        dump: None,
+        dump_frames: vec![],
+    };
+    let summary = render(
+        &moda_edge::backend::tract::TractBackend::default(),
+        &Models::load(&models_dir).unwrap(),
+        &moda_edge::face::avatar::Avatar::load(&avatar_dir).unwrap(),
+        &common::golden("e2e/speech.wav"),
+        &SinkUri::File(out.clone()),
+        &opts,
+        |_, _| {},
+    )
+    .unwrap();
+    assert_eq!(summary.frames, 208);
+    let d = decode(&out);
+    assert_eq!(
+        d.streams.iter().filter(|s| s.starts_with("video/")).count(),
+        1,
+        "{:?}",
+        d.streams
+    );
+    assert_eq!(
+        d.streams.iter().filter(|s| s.starts_with("audio/")).count(),
+        1,
+        "{:?}",
+        d.streams
+    );
+    assert_eq!(d.frames.len(), 208, "decoded video frames");
+    let (last_pts, last_dur, _) = d.frames.last().unwrap();
+    let video_s = (last_pts + last_dur) as f64 / 1e9;
+    assert!(
+        (video_s - 208.0 / 30.0).abs() < 1.0 / 30.0,
+        "video duration {video_s}"
+    );
+    let audio_s = d.audio.len() as f64 / d.audio_rate as f64;
+    let speech_s = 111_449.0 / 16_000.0;
+    assert!(
+        (audio_s - speech_s).abs() < 0.05,
+        "audio duration {audio_s} s, speech {speech_s} s"
+    );
+    assert!(
+        d.audio_pts.unwrap_or(u64::MAX) < 1_000_000,
+        "audio starts at 0"
+    );
 }

@@ -82,3 +82,48 @@ pub fn reference_file(rel: &str) -> PathBuf {
     assert!(p.is_file(), "reference file missing: {}", p.display());
     p
 }
+
+/// The golden e2e render set-up in `dir`: an avatar bundle from `golden/e2e` with the
+/// `render_small` renderer at 256², and a models directory with the golden MODA (wav2vec tiny,
+/// 2 heads) and FaCo. Returns (avatar dir, models dir).
+pub fn golden_render_fixture(dir: &Path) -> (PathBuf, PathBuf) {
+    use moda_edge::model::import::{import, ImportOptions, Network};
+    let avatar_dir = dir.join("avatar");
+    let e2e = golden("e2e/repr.npz").parent().unwrap().to_path_buf();
+    moda_edge::face::avatar::import_official(
+        &e2e,
+        &golden("render_small/checkpoint.pkl"),
+        256,
+        &avatar_dir,
+    )
+    .unwrap();
+    let models_dir = dir.join("models");
+    std::fs::create_dir_all(&models_dir).unwrap();
+    let opts = ImportOptions {
+        wav2vec_heads: Some(2),
+        wav2vec_strides: None,
+    };
+    let moda = import(
+        Network::Moda,
+        &golden("moda_w2v_tiny/checkpoint.pkl"),
+        &opts,
+    )
+    .unwrap();
+    std::fs::write(
+        models_dir.join("moda.onnx"),
+        moda_edge::model::onnx::encode(&moda),
+    )
+    .unwrap();
+    let faco = import(
+        Network::Faco,
+        &golden("faco/checkpoint.pkl"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    std::fs::write(
+        models_dir.join("faco.onnx"),
+        moda_edge::model::onnx::encode(&faco),
+    )
+    .unwrap();
+    (avatar_dir, models_dir)
+}
