@@ -235,3 +235,71 @@ pub fn table(rows: &[BenchRow], threads: usize) -> String {
     s.push_str(&format!("\n{threads} thread(s) per runtime.\n"));
     s
 }
+
+/// Per-frame cost of everything in the frame stage except the renderer network, at the
+/// avatar's canvas size with a renderer of the same size: pose projection, condition drawing,
+/// uint8 → [−1, 1] conversion, temporal code, and the output conversion back to uint8.
+/// Returns the median over `frames` frames in milliseconds (one thread).
+///
+/// # Errors
+/// When the drawing tables cannot be loaded.
+pub fn frame_overhead_ms(
+    avatar: &crate::face::avatar::Avatar,
+    frames: usize,
+) -> Result<f64, String> {
+    use crate::draw::condition::{ConditionDrawer, DrawSettings};
+    use crate::draw::convert::{u8_hwc_to_unit_chw, unit_chw_to_u8_hwc};
+    use crate::draw::timecode::time_code;
+    use crate::face::repr::Repr;
+    use crate::face::tables::{Tables, FACE_POINTS, SHOULDER_POINTS};
+
+    let side = avatar.config.canvas;
+    let repr = Repr {
+        templete: avatar
+            .template
+            .chunks_exact(3)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        shoulder: avatar
+            .shoulders
+            .chunks_exact(3)
+            .map(|p| [p[0], p[1], p[2]])
+            .collect(),
+        headmotion: avatar.headmotion,
+    };
+    let tables = Tables::official().map_err(|e| e.to_string())?;
+    let mut drawer = ConditionDrawer::new(
+        DrawSettings {
+            width: side,
+            height: side,
+        },
+        tables,
+    )
+    .map_err(|e| e.to_string())?;
+    let mut rng = ChaCha8Rng::seed_from_u64(11);
+    // Small residuals around the rest pose, as a talking head produces.
+    let face: Vec<f32> = (0..1434).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let torso: Vec<f32> = (0..54).map(|_| rng.random_range(-1.0f32..1.0)).collect();
+    let mut face_px = vec![[0.0; 2]; FACE_POINTS];
+    let mut shoulder_px = vec![[0.0; 2]; SHOULDER_POINTS];
+    let mut cond = vec![0u8; side * side * 3];
+    let mut unit = vec![0f32; 3 * side * side];
+    let mut time = [0f32; 13];
+    let mut out = vec![0u8; side * side * 3];
+    let mut runs = Vec::with_capacity(frames);
+    for k in 0..frames {
+        let head = [0.5 * (k as f32 * 0.1).sin(), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
+        let t0 = Instant::now();
+        repr.project_frame(&face, &head, &torso, &mut face_px, &mut shoulder_px)
+            .map_err(|e| e.to_string())?;
+        drawer
+            .process(&face_px, &shoulder_px, &mut cond)
+            .map_err(|e| e.to_string())?;
+        u8_hwc_to_unit_chw(&cond, side, side, &mut unit).map_err(|e| e.to_string())?;
+        time.copy_from_slice(&time_code(k));
+        unit_chw_to_u8_hwc(&unit, side, side, &mut out).map_err(|e| e.to_string())?;
+        runs.push(t0.elapsed().as_secs_f64() * 1e3);
+        std::hint::black_box((&out, &time));
+    }
+    Ok(median(runs))
+}

@@ -174,6 +174,10 @@ struct BenchCmd {
     /// Also run ONNX Runtime through this Python (needs onnxruntime and numpy; see scripts/setup.sh).
     #[arg(long, value_name = "PYTHON")]
     ort: Option<PathBuf>,
+    /// Instead of the networks: the per-frame cost of everything else (pose, drawing, time
+    /// code, conversions) at this avatar's 512×512 canvas, median over 300 frames.
+    #[arg(long, value_name = "AVATAR")]
+    overhead: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -313,6 +317,15 @@ fn models_init(dir: &Path, preset: Preset, seed: u64) -> Result<()> {
 }
 
 fn bench_cmd(cmd: BenchCmd) -> Result<()> {
+    if let Some(dir) = &cmd.overhead {
+        let avatar = moda_edge::face::avatar::Avatar::load(dir)?;
+        let ms = moda_edge::bench::frame_overhead_ms(&avatar, 300).map_err(anyhow::Error::msg)?;
+        println!(
+            "per-frame overhead without networks at {0}×{0}: median {ms:.3} ms (1 thread)",
+            avatar.config.canvas
+        );
+        return Ok(());
+    }
     if cmd.size == 0 || !cmd.size.is_multiple_of(256) {
         bail!(
             "--size must be a positive multiple of 256 (the renderer halves it 8 times), got {}",
