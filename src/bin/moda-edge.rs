@@ -17,7 +17,7 @@ use moda_edge::util::npy;
 #[command(
     name = "moda-edge",
     version,
-    about = "MODA talking-portrait tools: import checkpoints, run and benchmark the ONNX graphs"
+    about = "MODA talking-portrait tools: import checkpoints, render talking-portrait videos, run and benchmark the ONNX graphs"
 )]
 struct Cli {
     /// More log output (-v info, -vv debug); RUST_LOG overrides.
@@ -358,6 +358,8 @@ fn render_cmd(cmd: RenderCmd) -> Result<()> {
     if matches!(uri, moda_edge::sink::SinkUri::File(_)) {
         moda_edge::sink::init_gstreamer()?;
     }
+    let avatar = moda_edge::face::avatar::Avatar::load(&cmd.avatar)?;
+    let models = Models::load(&cmd.models)?;
     let noise = match (cmd.noise.as_deref(), cmd.seed) {
         (Some(_), _) => Noise::Zero,
         (None, Some(seed)) => Noise::Seeded(seed),
@@ -367,8 +369,6 @@ fn render_cmd(cmd: RenderCmd) -> Result<()> {
             Noise::Seeded(seed)
         }
     };
-    let avatar = moda_edge::face::avatar::Avatar::load(&cmd.avatar)?;
-    let models = Models::load(&cmd.models)?;
     let opts = RenderOptions {
         noise,
         layout: cmd.layout,
