@@ -250,23 +250,10 @@ pub fn frame_overhead_ms(
     use crate::draw::condition::{ConditionDrawer, DrawSettings};
     use crate::draw::convert::{u8_hwc_to_unit_chw, unit_chw_to_u8_hwc};
     use crate::draw::timecode::time_code;
-    use crate::face::repr::Repr;
     use crate::face::tables::{Tables, FACE_POINTS, SHOULDER_POINTS};
 
     let side = avatar.config.canvas;
-    let repr = Repr {
-        templete: avatar
-            .template
-            .chunks_exact(3)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        shoulder: avatar
-            .shoulders
-            .chunks_exact(3)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        headmotion: avatar.headmotion,
-    };
+    let repr = avatar.repr();
     let tables = Tables::official().map_err(|e| e.to_string())?;
     let mut drawer = ConditionDrawer::new(
         DrawSettings {

@@ -175,6 +175,16 @@ impl Avatar {
         })
     }
 
+    /// The subject means as the pose step takes them.
+    pub fn repr(&self) -> crate::face::repr::Repr {
+        let points = |v: &[f64]| v.chunks_exact(3).map(|p| [p[0], p[1], p[2]]).collect();
+        crate::face::repr::Repr {
+            templete: points(&self.template),
+            shoulder: points(&self.shoulders),
+            headmotion: self.headmotion,
+        }
+    }
+
     pub fn renderer_path(&self) -> PathBuf {
         self.dir.join("renderer.onnx")
     }

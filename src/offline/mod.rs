@@ -10,7 +10,6 @@ use std::time::Instant;
 
 use crate::backend::{Backend, BackendError, OnnxModel, ShapeError};
 use crate::face::avatar::Avatar;
-use crate::face::repr::Repr;
 use crate::face::tables::Tables;
 use crate::model::{Tensor, TensorData};
 use crate::sink::{FrameSink, SinkSettings, SinkUri};
@@ -128,19 +127,7 @@ pub fn render<B: Backend>(
     dump.f32("faco_raw", vec![t, 478, 3], &m.faco_raw)?;
     dump.f32("faco_smoothed", vec![t, 478, 3], &m.faco_smoothed)?;
 
-    let repr = Repr {
-        templete: avatar
-            .template
-            .chunks_exact(3)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        shoulder: avatar
-            .shoulders
-            .chunks_exact(3)
-            .map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        headmotion: avatar.headmotion,
-    };
+    let repr = avatar.repr();
     let renderer = OnnxModel::load(&avatar.renderer_path())?;
     let canvas = avatar.config.canvas;
     let (mut stage, _prepared) = frames::FrameStage::new(
