@@ -38,6 +38,11 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCmd,
     },
+    /// Avatar bundles made here (`import avatar` reads an official one).
+    Avatar {
+        #[command(subcommand)]
+        command: AvatarCmd,
+    },
     /// Median latency of each network on tract and (optionally) ONNX Runtime.
     Bench(BenchCmd),
     /// Render a speech recording as the avatar's talking video (offline, CPU).
@@ -139,6 +144,23 @@ enum ModelsCmd {
     },
 }
 
+#[derive(Subcommand)]
+enum AvatarCmd {
+    /// Write the synthetic demo avatar: a face mesh computed from the MediaPipe topology and a
+    /// painted reference picture (no person's data), with the given renderer.
+    Demo {
+        /// Output bundle directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The renderer ONNX the bundle uses (e.g. from `models init`).
+        #[arg(long, default_value = "models/renderer.onnx")]
+        renderer: PathBuf,
+        /// Renderer input size (256 or 512).
+        #[arg(long, default_value_t = 512)]
+        renderer_size: usize,
+    },
+}
+
 #[derive(Clone, Copy, ValueEnum)]
 enum PresetArg {
     Release,
@@ -210,6 +232,25 @@ fn run(command: Command) -> Result<()> {
                     seed,
                 },
         } => models_init(&output, preset.into(), seed),
+        Command::Avatar {
+            command:
+                AvatarCmd::Demo {
+                    output,
+                    renderer,
+                    renderer_size,
+                },
+        } => {
+            let config =
+                moda_edge::face::avatar::write_synthetic(&renderer, renderer_size, &output)?;
+            println!(
+                "wrote avatar bundle {} ({}, renderer {}², {})",
+                output.display(),
+                config.name,
+                config.renderer_size,
+                renderer.display()
+            );
+            Ok(())
+        }
         Command::Bench(cmd) => bench_cmd(cmd),
         Command::Render(cmd) => render_cmd(cmd),
     }

@@ -78,6 +78,8 @@ pub enum AvatarError {
     },
     #[error("avatar {dir}: avatar.toml: {detail}")]
     Config { dir: PathBuf, detail: String },
+    #[error("renderer model {path}: {detail}")]
+    Renderer { path: PathBuf, detail: String },
     #[error("cannot write avatar file {path}: {detail}")]
     Write { path: PathBuf, detail: String },
 }
@@ -336,6 +338,67 @@ pub fn import_official(
         &repr.headmotion,
         &reference,
         &crate::model::onnx::encode(&model),
+    )?;
+    Ok(config)
+}
+
+/// `moda-edge avatar demo`: the synthetic, licence-clean demo subject
+/// ([`crate::face::synthetic`]) with its painted reference picture and the given renderer
+/// (e.g. `renderer.onnx` of `models init`), written as a bundle.
+///
+/// # Errors
+/// An [`AvatarError`] naming the file and what was expected.
+pub fn write_synthetic(
+    renderer_onnx: &Path,
+    renderer_size: usize,
+    out_dir: &Path,
+) -> Result<AvatarConfig, AvatarError> {
+    let config = AvatarConfig {
+        name: "synthetic demo subject".into(),
+        canvas: 512,
+        renderer_size,
+        face_centre: default_centre(),
+        style: default_style(),
+    };
+    config.validate().map_err(|detail| AvatarError::Config {
+        dir: out_dir.into(),
+        detail,
+    })?;
+    let renderer_err = |detail: String| AvatarError::Renderer {
+        path: renderer_onnx.into(),
+        detail,
+    };
+    let model = crate::backend::OnnxModel::load(renderer_onnx).map_err(|e| match e {
+        crate::backend::ShapeError::Load { detail, .. } => renderer_err(detail),
+        other => renderer_err(other.to_string()),
+    })?;
+    let kind = model.metadata.get("moda.kind").map(String::as_str);
+    if kind != Some("renderer") {
+        return Err(renderer_err(format!(
+            "this is {}; expected a renderer (moda.kind = renderer, e.g. renderer.onnx of `models init`)",
+            kind.map_or("not a moda-edge model".to_string(), |k| format!("a {k} model"))
+        )));
+    }
+    let bytes = std::fs::read(renderer_onnx).map_err(|e| renderer_err(e.to_string()))?;
+    let tables = crate::face::tables::Tables::official().map_err(|e| AvatarError::Config {
+        dir: out_dir.into(),
+        detail: e.to_string(),
+    })?;
+    let synth = |e: crate::face::synthetic::SyntheticError| AvatarError::Config {
+        dir: out_dir.into(),
+        detail: e.to_string(),
+    };
+    let subject = crate::face::synthetic::SyntheticSubject::build(&tables).map_err(synth)?;
+    let reference = crate::face::portrait::paint_reference(&subject, &tables).map_err(synth)?;
+    let flat = |pts: &[[f64; 3]]| pts.iter().flatten().copied().collect::<Vec<f64>>();
+    write_bundle(
+        out_dir,
+        &config,
+        &flat(&subject.template),
+        &flat(&subject.shoulders),
+        &subject.headmotion,
+        &reference,
+        &bytes,
     )?;
     Ok(config)
 }

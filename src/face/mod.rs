@@ -2,6 +2,8 @@
 //! de-normalisation and projection.
 
 pub mod avatar;
+pub mod portrait;
 pub mod pose;
 pub mod repr;
+pub mod synthetic;
 pub mod tables;
