@@ -32,6 +32,10 @@ const BODY_KEY: &str = "temporal_body.short_layer.biased_mask";
 pub const MEL_ROWS_PER_FRAME: usize = 4;
 /// Mel bins per row of the `mel` input.
 pub const MEL_BINS: usize = 80;
+/// Centre of the official 512 × 512 canvas, in whose pixel units the template is given. The
+/// subject encoder's first layer subtracts it before its 1434-term dot product (an exact
+/// rewrite, see [`nn::linear_centred`]) so that float32 rounding stays ~1e-5 on any runtime.
+const TEMPLATE_CENTRE: f32 = 256.0;
 /// Channels of the VAE latent and of the `noise` input: the body's hidden size.
 const fn latent(h: &Hparams) -> usize {
     h.hidden
@@ -351,7 +355,15 @@ pub fn build(ck: &Checkpoint, h: &Hparams) -> Graph {
         }
     };
     let a = nn::mlp(&mut g, ck, "audio_encoder_head", audio_layers, true, &feats);
-    let s = nn::mlp(&mut g, ck, "subject_encoder_head", 3, true, &template);
+    let s = nn::mlp_centred(
+        &mut g,
+        ck,
+        "subject_encoder_head",
+        3,
+        true,
+        TEMPLATE_CENTRE,
+        &template,
+    );
     let s = g.reshape(&s, &[1, 1, h.hidden as i64]);
 
     let out = body::build(&mut g, ck, h, &a, &s, &noise, &frames);
