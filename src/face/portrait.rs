@@ -204,6 +204,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_painting_follows_the_landmarks() {
+        let tables = Tables::official().expect("official tables");
+        let subject = SyntheticSubject::build(&tables).expect("synthetic subject");
+        let rgb = paint_reference(&subject, &tables).expect("painting");
+        assert_eq!(rgb.len(), 512 * 512 * 3);
+        let at = |p: [f64; 3]| {
+            let i = (p[1] as usize * 512 + p[0] as usize) * 3;
+            [rgb[i], rgb[i + 1], rgb[i + 2]]
+        };
+        let t = &subject.template;
+        // Skin (red above green above blue) between the eyes and the mouth; dark pupils at the
+        // iris centres; lips redder than the skin; the backdrop bluish in the corner.
+        let cheek = at([256.0, 240.0, 0.0]);
+        assert!(cheek[0] > cheek[1] && cheek[1] > cheek[2], "{cheek:?}");
+        for iris in [lm::R_IRIS, lm::L_IRIS] {
+            assert!(at(t[iris]).iter().all(|&c| c < 40), "{:?}", at(t[iris]));
+        }
+        let lip = at([256.0, 333.0, 0.0]);
+        assert!(
+            lip[0] as i32 - lip[1] as i32 > cheek[0] as i32 - cheek[1] as i32,
+            "{lip:?}"
+        );
+        let corner = at([5.0, 5.0, 0.0]);
+        assert!(corner[2] > corner[0], "{corner:?}");
+    }
+
+    #[test]
     fn even_odd_polygon_test() {
         let square = [[0.0, 0.0], [10.0, 0.0], [10.0, 10.0], [0.0, 10.0]];
         assert!(in_polygon(&square, 5.0, 5.0));

@@ -4,8 +4,10 @@
 //!
 //! The feature contours (face oval, eyes, lips, brows) are placed on parametric curves; every
 //! other mesh vertex is the harmonic interpolation of its tessellation neighbours (a Tutte-style
-//! embedding with those contours pinned), so the mesh stays a planar drawing. Depth is an
-//! ellipsoid with a nose ridge. The iris rings are circles in the eyes.
+//! embedding with those contours pinned), with fences that keep free vertices out of the eye
+//! and mouth openings and the lip band between its contours. The result is a planar drawing: a
+//! test checks that no two tessellation edges cross. Depth is an ellipsoid with a nose ridge
+//! and sunken eyes. The iris rings are circles in the eyes.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,8 +40,8 @@ pub(super) mod lm {
     pub const LIPS_OUTER: [usize; 3] = [61, 291, 0];
     /// Inner lip contour, same order.
     pub const LIPS_INNER: [usize; 3] = [78, 308, 13];
-    /// Brow paths as (outer end, inner end): subject's right upper and lower, left upper and
-    /// lower.
+    /// Brow strokes as (outer end, inner end, upper stroke, on the image-right side): subject's
+    /// right brow upper and lower, then the left brow.
     pub const BROWS: [(usize, usize, bool, bool); 4] = [
         (70, 107, true, false),
         (46, 55, false, false),
@@ -205,6 +207,8 @@ fn bump(u: f64) -> f64 {
 /// The pinned positions and the outlines of the eyes and lips.
 struct Layout {
     pins: BTreeMap<usize, [f64; 2]>,
+    /// The vertices of the inner lip contour.
+    inner_lip_loop: Vec<usize>,
     eyes: [Ellipse; 2],
     lips_outer: Ellipse,
     lips_inner: Ellipse,
@@ -321,8 +325,13 @@ fn layout(tables: &Tables) -> Result<Layout, SyntheticError> {
 
     pins.insert(lm::NOSE_TIP, [256.0, 266.0]);
     pins.insert(lm::NOSE_BRIDGE, [256.0, 190.0]);
+    let start = lm::LIPS_INNER[0];
+    let mut inner_lip_loop = vec![start];
+    // outline() above checked that the inner lip contour is a closed loop through `start`.
+    inner_lip_loop.extend(walk(&adj, start, adj[&start][0], start)?);
     Ok(Layout {
         pins,
+        inner_lip_loop,
         eyes: [right_eye, left_eye],
         lips_outer,
         lips_inner,
@@ -350,11 +359,11 @@ fn fences(layout: &Layout, neighbours: &[BTreeSet<usize>]) -> Vec<Fence> {
         .collect();
     // The band: free vertices reachable from the inner lip contour without crossing a pin.
     let mut band = BTreeSet::new();
-    let mut stack: Vec<usize> = neighbours[lm::LIPS_INNER[0]].iter().copied().collect();
-    let inner_ring = [lm::LIPS_INNER[0], lm::LIPS_INNER[1]];
-    for v in inner_ring {
-        stack.extend(neighbours[v].iter().copied());
-    }
+    let mut stack: Vec<usize> = layout
+        .inner_lip_loop
+        .iter()
+        .flat_map(|&v| neighbours[v].iter().copied())
+        .collect();
     while let Some(v) = stack.pop() {
         if free.contains(&v) && band.insert(v) {
             stack.extend(neighbours[v].iter().copied());
