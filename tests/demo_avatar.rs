@@ -102,3 +102,19 @@ fn demo_avatar_refuses_a_model_that_is_not_a_renderer() {
         .to_string();
     assert!(err.contains("renderer_size = 384"), "{err}");
 }
+
+#[test]
+fn models_swapped_by_name_are_refused_before_rendering() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    write_tiny_models(&models);
+    std::fs::copy(models.join("faco.onnx"), models.join("moda.onnx")).unwrap();
+    let err = Models::load(&models)
+        .err()
+        .expect("faco.onnx saved as moda.onnx");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("moda.onnx is a faco model") && msg.contains("expected a moda model"),
+        "{msg}"
+    );
+}

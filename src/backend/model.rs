@@ -54,6 +54,12 @@ pub enum ShapeError {
     },
     #[error("cannot read ONNX model {path}: {detail}")]
     Load { path: PathBuf, detail: String },
+    #[error("{model} is a {found} model (metadata moda.kind); expected a {expected} model here")]
+    WrongKind {
+        model: String,
+        found: String,
+        expected: String,
+    },
 }
 
 /// An ONNX model held in memory.
@@ -108,6 +114,23 @@ impl OnnxModel {
             inputs,
             outputs,
             metadata,
+        }
+    }
+
+    /// Checks the `moda.kind` metadata prop that moda-edge writes (`moda`, `faco`, `renderer`)
+    /// against `expected`. A model without the prop (exported elsewhere) passes; its inputs
+    /// are still checked when it is prepared.
+    ///
+    /// # Errors
+    /// [`ShapeError::WrongKind`] naming the file, its kind and the expected one.
+    pub fn check_kind(&self, expected: &str) -> Result<(), ShapeError> {
+        match self.metadata.get("moda.kind") {
+            Some(found) if found != expected => Err(ShapeError::WrongKind {
+                model: self.label.clone(),
+                found: found.clone(),
+                expected: expected.into(),
+            }),
+            _ => Ok(()),
         }
     }
 

@@ -74,11 +74,16 @@ impl Models {
     /// Loads `moda.onnx` and `faco.onnx` from a models directory.
     ///
     /// # Errors
-    /// When a file is missing or not ONNX.
+    /// When a file is missing, not ONNX, or another network than its name says.
     pub fn load(dir: &Path) -> Result<Models, RenderError> {
+        let load = |name: &str| -> Result<OnnxModel, RenderError> {
+            let model = OnnxModel::load(&dir.join(format!("{name}.onnx")))?;
+            model.check_kind(name)?;
+            Ok(model)
+        };
         Ok(Models {
-            moda: OnnxModel::load(&dir.join("moda.onnx"))?,
-            faco: OnnxModel::load(&dir.join("faco.onnx"))?,
+            moda: load("moda")?,
+            faco: load("faco")?,
         })
     }
 }
@@ -97,6 +102,9 @@ pub fn render<B: Backend>(
     mut progress: impl FnMut(usize, usize),
 ) -> Result<RenderSummary, RenderError> {
     let t0 = Instant::now();
+    // The avatar's renderer is checked before the long motion stage runs.
+    let renderer = OnnxModel::load(&avatar.renderer_path())?;
+    renderer.check_kind("renderer")?;
     let samples = crate::audio::load_wav_16k(wav)?;
     let audio_seconds = samples.len() as f64 / 16_000.0;
     let waveform = crate::audio::normalize(&samples);
@@ -128,7 +136,6 @@ pub fn render<B: Backend>(
     dump.f32("faco_smoothed", vec![t, 478, 3], &m.faco_smoothed)?;
 
     let repr = avatar.repr();
-    let renderer = OnnxModel::load(&avatar.renderer_path())?;
     let canvas = avatar.config.canvas;
     let (mut stage, _prepared) = frames::FrameStage::new(
         backend,
