@@ -80,6 +80,8 @@ pub enum AvatarError {
     Config { dir: PathBuf, detail: String },
     #[error("renderer model {path}: {detail}")]
     Renderer { path: PathBuf, detail: String },
+    #[error("cannot build the synthetic demo subject: {0}")]
+    Synthetic(String),
     #[error("cannot write avatar file {path}: {detail}")]
     Write { path: PathBuf, detail: String },
 }
@@ -380,14 +382,9 @@ pub fn write_synthetic(
         )));
     }
     let bytes = std::fs::read(renderer_onnx).map_err(|e| renderer_err(e.to_string()))?;
-    let tables = crate::face::tables::Tables::official().map_err(|e| AvatarError::Config {
-        dir: out_dir.into(),
-        detail: e.to_string(),
-    })?;
-    let synth = |e: crate::face::synthetic::SyntheticError| AvatarError::Config {
-        dir: out_dir.into(),
-        detail: e.to_string(),
-    };
+    let tables = crate::face::tables::Tables::official()
+        .map_err(|e| AvatarError::Synthetic(e.to_string()))?;
+    let synth = |e: crate::face::synthetic::SyntheticError| AvatarError::Synthetic(e.to_string());
     let subject = crate::face::synthetic::SyntheticSubject::build(&tables).map_err(synth)?;
     let reference = crate::face::portrait::paint_reference(&subject, &tables).map_err(synth)?;
     let flat = |pts: &[[f64; 3]]| pts.iter().flatten().copied().collect::<Vec<f64>>();
