@@ -83,8 +83,19 @@ impl OnnxModel {
             detail,
         };
         let bytes = std::fs::read(path).map_err(|e| load(e.to_string()))?;
-        let proto =
-            onnx::decode(&bytes).map_err(|e| load(format!("not an ONNX protobuf ({e})")))?;
+        OnnxModel::from_bytes(path, &bytes)
+    }
+
+    /// Decodes the bytes of the `.onnx` file at `path` (already read by the caller).
+    ///
+    /// # Errors
+    /// [`ShapeError::Load`] when the bytes are not an ONNX model with a graph.
+    pub fn from_bytes(path: &Path, bytes: &[u8]) -> Result<OnnxModel, ShapeError> {
+        let load = |detail: String| ShapeError::Load {
+            path: path.into(),
+            detail,
+        };
+        let proto = onnx::decode(bytes).map_err(|e| load(format!("not an ONNX protobuf ({e})")))?;
         if proto.graph.is_none() {
             return Err(load("the file holds no graph".into()));
         }

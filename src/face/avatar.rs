@@ -87,6 +87,27 @@ pub enum AvatarError {
 }
 
 impl AvatarConfig {
+    /// The official drawing set-up (512 canvas, centre, "moda" style) for a new bundle in
+    /// `out_dir`, checked.
+    fn new_checked(
+        name: String,
+        renderer_size: usize,
+        out_dir: &Path,
+    ) -> Result<AvatarConfig, AvatarError> {
+        let config = AvatarConfig {
+            name,
+            canvas: 512,
+            renderer_size,
+            face_centre: default_centre(),
+            style: default_style(),
+        };
+        config.validate().map_err(|detail| AvatarError::Config {
+            dir: out_dir.into(),
+            detail,
+        })?;
+        Ok(config)
+    }
+
     /// Checks the values a user may get wrong.
     fn validate(&self) -> Result<(), String> {
         if self.canvas != 512 {
@@ -201,8 +222,8 @@ impl Avatar {
 pub fn write_bundle(
     dir: &Path,
     config: &AvatarConfig,
-    template: &[f64],
-    shoulders: &[f64],
+    template: &[[f64; 3]],
+    shoulders: &[[f64; 3]],
     headmotion: &[f64; 7],
     reference: &[u8],
     renderer_onnx: &[u8],
@@ -219,6 +240,7 @@ pub fn write_bundle(
         shape,
         data: TensorData::F64(v.to_vec()),
     };
+    let (template, shoulders) = (template.as_flattened(), shoulders.as_flattened());
     for (file, t) in [
         ("template.npy", f64s(vec![478, 3], template)),
         ("shoulders.npy", f64s(vec![18, 3], shoulders)),
@@ -310,17 +332,7 @@ pub fn import_official(
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_else(|| "avatar".into());
-    let config = AvatarConfig {
-        name,
-        canvas: 512,
-        renderer_size,
-        face_centre: default_centre(),
-        style: default_style(),
-    };
-    config.validate().map_err(|detail| AvatarError::Config {
-        dir: out_dir.into(),
-        detail,
-    })?;
+    let config = AvatarConfig::new_checked(name, renderer_size, out_dir)?;
     let model = crate::model::import::import(
         crate::model::import::Network::Renderer,
         renderer_checkpoint,
@@ -331,12 +343,11 @@ pub fn import_official(
         file: "renderer checkpoint",
         detail: e.to_string(),
     })?;
-    let flat = |pts: &[[f64; 3]]| pts.iter().flatten().copied().collect::<Vec<f64>>();
     write_bundle(
         out_dir,
         &config,
-        &flat(&repr.templete),
-        &flat(&repr.shoulder),
+        &repr.templete,
+        &repr.shoulder,
         &repr.headmotion,
         &reference,
         &crate::model::onnx::encode(&model),
@@ -355,25 +366,18 @@ pub fn write_synthetic(
     renderer_size: usize,
     out_dir: &Path,
 ) -> Result<AvatarConfig, AvatarError> {
-    let config = AvatarConfig {
-        name: "synthetic demo subject".into(),
-        canvas: 512,
-        renderer_size,
-        face_centre: default_centre(),
-        style: default_style(),
-    };
-    config.validate().map_err(|detail| AvatarError::Config {
-        dir: out_dir.into(),
-        detail,
-    })?;
+    let config =
+        AvatarConfig::new_checked("synthetic demo subject".into(), renderer_size, out_dir)?;
     let renderer_err = |detail: String| AvatarError::Renderer {
         path: renderer_onnx.into(),
         detail,
     };
-    let model = crate::backend::OnnxModel::load(renderer_onnx).map_err(|e| match e {
-        crate::backend::ShapeError::Load { detail, .. } => renderer_err(detail),
-        other => renderer_err(other.to_string()),
-    })?;
+    let bytes = std::fs::read(renderer_onnx).map_err(|e| renderer_err(e.to_string()))?;
+    let model =
+        crate::backend::OnnxModel::from_bytes(renderer_onnx, &bytes).map_err(|e| match e {
+            crate::backend::ShapeError::Load { detail, .. } => renderer_err(detail),
+            other => renderer_err(other.to_string()),
+        })?;
     let kind = model.metadata.get("moda.kind").map(String::as_str);
     if kind != Some("renderer") {
         return Err(renderer_err(format!(
@@ -381,18 +385,16 @@ pub fn write_synthetic(
             kind.map_or("not a moda-edge model".to_string(), |k| format!("a {k} model"))
         )));
     }
-    let bytes = std::fs::read(renderer_onnx).map_err(|e| renderer_err(e.to_string()))?;
     let tables = crate::face::tables::Tables::official()
         .map_err(|e| AvatarError::Synthetic(e.to_string()))?;
     let synth = |e: crate::face::synthetic::SyntheticError| AvatarError::Synthetic(e.to_string());
     let subject = crate::face::synthetic::SyntheticSubject::build(&tables).map_err(synth)?;
     let reference = crate::face::portrait::paint_reference(&subject, &tables).map_err(synth)?;
-    let flat = |pts: &[[f64; 3]]| pts.iter().flatten().copied().collect::<Vec<f64>>();
     write_bundle(
         out_dir,
         &config,
-        &flat(&subject.template),
-        &flat(&subject.shoulders),
+        &subject.template,
+        &subject.shoulders,
         &subject.headmotion,
         &reference,
         &bytes,

@@ -4,7 +4,9 @@
 
 use std::collections::BTreeMap;
 
-use super::synthetic::{contour_adjacency, depth, lm, walk, SyntheticError, SyntheticSubject};
+use super::synthetic::{
+    brow_stroke, closed_contour, contour_adjacency, depth, lm, SyntheticError, SyntheticSubject,
+};
 use super::tables::Tables;
 
 type Rgb = [f64; 3];
@@ -56,14 +58,10 @@ fn contour(
     start: usize,
     at: &[[f64; 3]],
 ) -> Result<Vec<[f64; 2]>, SyntheticError> {
-    let next = adj
-        .get(&start)
-        .and_then(|n| n.first())
-        .copied()
-        .ok_or_else(|| SyntheticError::Topology(format!("{start} is not on a contour")))?;
-    let mut ring = vec![start];
-    ring.extend(walk(adj, start, next, start)?);
-    Ok(ring.iter().map(|&v| [at[v][0], at[v][1]]).collect())
+    Ok(closed_contour(adj, start)?
+        .iter()
+        .map(|&v| [at[v][0], at[v][1]])
+        .collect())
 }
 
 fn shade(c: Rgb, f: f64) -> Rgb {
@@ -137,15 +135,8 @@ pub fn paint_reference(
 
     // Brows: the area between the upper and lower stroke of each.
     for pair in lm::BROWS.chunks_exact(2) {
-        let stroke = |(outer, inner, _, _): (usize, usize, bool, bool)| {
-            let first = adj.get(&outer).and_then(|n| n.first()).copied();
-            let mut path = vec![outer];
-            if let Some(first) = first.filter(|&f| f != inner) {
-                path.extend(walk(&adj, outer, first, inner)?);
-            }
-            path.push(inner);
-            Ok::<_, SyntheticError>(path)
-        };
+        let stroke =
+            |(outer, inner, _, _): (usize, usize, bool, bool)| brow_stroke(&adj, outer, inner);
         let mut poly: Vec<[f64; 2]> = stroke(pair[0])?
             .iter()
             .map(|&v| [at[v][0], at[v][1]])

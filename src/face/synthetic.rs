@@ -84,7 +84,7 @@ pub(super) fn contour_adjacency(tables: &Tables) -> BTreeMap<usize, Vec<usize>> 
 
 /// Walks a contour from `from`, first stepping to `next`, until `to`; returns the vertices
 /// strictly between them.
-pub(super) fn walk(
+fn walk(
     adj: &BTreeMap<usize, Vec<usize>>,
     from: usize,
     next: usize,
@@ -106,6 +106,39 @@ pub(super) fn walk(
         (prev, cur) = (cur, step);
     }
     Ok(inner)
+}
+
+/// The closed contour through `start`, in walking order, `start` first.
+pub(super) fn closed_contour(
+    adj: &BTreeMap<usize, Vec<usize>>,
+    start: usize,
+) -> Result<Vec<usize>, SyntheticError> {
+    let next = adj
+        .get(&start)
+        .and_then(|n| n.first())
+        .copied()
+        .ok_or_else(|| SyntheticError::Topology(format!("{start} is not on a contour")))?;
+    let mut ring = vec![start];
+    ring.extend(walk(adj, start, next, start)?);
+    Ok(ring)
+}
+
+/// The brow stroke (an open contour) from its `outer` end to its `inner` end, both included.
+pub(super) fn brow_stroke(
+    adj: &BTreeMap<usize, Vec<usize>>,
+    outer: usize,
+    inner: usize,
+) -> Result<Vec<usize>, SyntheticError> {
+    let first = adj
+        .get(&outer)
+        .filter(|n| n.len() == 1)
+        .ok_or_else(|| SyntheticError::Topology(format!("{outer} does not end a brow")))?[0];
+    let mut path = vec![outer];
+    if first != inner {
+        path.extend(walk(adj, outer, first, inner)?);
+    }
+    path.push(inner);
+    Ok(path)
 }
 
 /// The two arcs of the closed contour through `a` and `b`: (the arc containing `member`, the
@@ -301,15 +334,7 @@ fn layout(tables: &Tables) -> Result<Layout, SyntheticError> {
         [234.0, 165.0],
     ];
     for (outer, inner, upper, mirrored) in lm::BROWS {
-        let first = adj
-            .get(&outer)
-            .filter(|n| n.len() == 1)
-            .ok_or_else(|| SyntheticError::Topology(format!("{outer} does not end a brow")))?[0];
-        let mut path = vec![outer];
-        if first != inner {
-            path.extend(walk(&adj, outer, first, inner)?);
-        }
-        path.push(inner);
+        let path = brow_stroke(&adj, outer, inner)?;
         let stroke = if upper { &UPPER } else { &LOWER };
         if path.len() != stroke.len() {
             return Err(SyntheticError::Topology(format!(
@@ -325,10 +350,7 @@ fn layout(tables: &Tables) -> Result<Layout, SyntheticError> {
 
     pins.insert(lm::NOSE_TIP, [256.0, 266.0]);
     pins.insert(lm::NOSE_BRIDGE, [256.0, 190.0]);
-    let start = lm::LIPS_INNER[0];
-    let mut inner_lip_loop = vec![start];
-    // outline() above checked that the inner lip contour is a closed loop through `start`.
-    inner_lip_loop.extend(walk(&adj, start, adj[&start][0], start)?);
+    let inner_lip_loop = closed_contour(&adj, lm::LIPS_INNER[0])?;
     Ok(Layout {
         pins,
         inner_lip_loop,
