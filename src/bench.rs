@@ -26,6 +26,9 @@ pub struct BenchOptions {
     pub size: usize,
     /// Python interpreter with onnxruntime, or `None` to skip the comparison.
     pub ort_python: Option<PathBuf>,
+    /// Serve tract's activations from the run pool ([`crate::backend::recycle`]); off to
+    /// measure what the pool changes.
+    pub recycle: bool,
 }
 
 /// One row of the result table.
@@ -35,6 +38,19 @@ pub struct BenchRow {
     pub shapes: String,
     pub tract_ms: f64,
     pub ort_ms: Option<f64>,
+    /// Allocation requests per timed tract run and the calls into the system allocator the
+    /// whole process made meanwhile (tract's worker threads included); `None` when the
+    /// recycling allocator is not installed or is turned off.
+    pub allocs: Option<RunAllocs>,
+}
+
+/// What one timed tract run asked of the allocator (mean over the timed runs).
+#[derive(Clone, Copy, Debug)]
+pub struct RunAllocs {
+    pub requests: f64,
+    pub system_calls: f64,
+    /// Bytes the pool held after the timed runs.
+    pub pooled_bytes: usize,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -102,6 +118,7 @@ pub fn run(
     mut progress: impl FnMut(&str),
 ) -> Result<Vec<BenchRow>, BenchError> {
     let backend = TractBackend::new(opts.threads);
+    crate::backend::recycle::set_enabled(opts.recycle);
     let mut rows = Vec::new();
     for network in [Network::Moda, Network::Faco, Network::Renderer] {
         let path = opts.models.join(format!("{}.onnx", network.name()));
@@ -132,11 +149,16 @@ pub fn run(
         let mut session = prepared.session()?;
         crate::backend::fill_inputs(&prepared, &mut session, &inputs);
         session.run()?; // warm-up
+        let (mut requests, mut system_calls) = (0, 0);
         let mut runs = Vec::with_capacity(opts.iters);
         for i in 0..opts.iters {
+            let before = crate::backend::recycle::stats();
             let t0 = Instant::now();
             session.run()?;
             runs.push(t0.elapsed().as_secs_f64() * 1e3);
+            let alloc = crate::backend::recycle::stats().since(&before);
+            requests += alloc.requests;
+            system_calls += alloc.system_calls;
             progress(&format!(
                 "{}: tract run {}/{}: {:.1} ms",
                 network.name(),
@@ -146,6 +168,22 @@ pub fn run(
             ));
         }
         let tract_ms = median(runs);
+        let pool = crate::backend::recycle::stats();
+        let allocs = (opts.recycle && pool.installed).then(|| RunAllocs {
+            requests: requests as f64 / opts.iters as f64,
+            system_calls: system_calls as f64 / opts.iters as f64,
+            pooled_bytes: pool.pooled_bytes,
+        });
+        if let Some(a) = allocs {
+            progress(&format!(
+                "{}: per tract run {:.0} allocations, {:.0} calls into the system allocator; pool holds {:.1} MiB",
+                network.name(),
+                a.requests,
+                a.system_calls,
+                a.pooled_bytes as f64 / (1 << 20) as f64
+            ));
+        }
+        drop(session);
         let ort_ms = match &opts.ort_python {
             Some(python) => Some(ort_median(python, &path, &inputs, opts)?),
             None => None,
@@ -161,6 +199,7 @@ pub fn run(
             shapes: shapes_txt,
             tract_ms,
             ort_ms,
+            allocs,
         });
     }
     Ok(rows)
@@ -218,15 +257,22 @@ fn ort_median(
 /// The result table in Markdown (as in README.md).
 pub fn table(rows: &[BenchRow], threads: usize) -> String {
     let mut s = String::from(
-        "| network | inputs | tract median (ms) | ONNX Runtime median (ms) | tract / ORT |\n|---|---|---|---|---|\n",
+        "| network | inputs | tract median (ms) | ONNX Runtime median (ms) | tract / ORT | tract allocations per run (system allocator calls) | pool |\n|---|---|---|---|---|---|---|\n",
     );
     for r in rows {
         let (ort, ratio) = match r.ort_ms {
             Some(o) => (format!("{o:.1}"), format!("{:.2}", r.tract_ms / o)),
             None => ("-".into(), "-".into()),
         };
+        let (allocs, pool) = match r.allocs {
+            Some(a) => (
+                format!("{:.0} ({:.0})", a.requests, a.system_calls),
+                format!("{:.1} MiB", a.pooled_bytes as f64 / (1 << 20) as f64),
+            ),
+            None => ("not recycled".into(), "-".into()),
+        };
         s.push_str(&format!(
-            "| {} | {} | {:.1} | {ort} | {ratio} |\n",
+            "| {} | {} | {:.1} | {ort} | {ratio} | {allocs} | {pool} |\n",
             r.network.name(),
             r.shapes,
             r.tract_ms

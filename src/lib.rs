@@ -20,3 +20,9 @@ pub mod motion;
 pub mod offline;
 pub mod sink;
 pub mod util;
+
+/// The unit tests run on the recycling allocator the binaries install, so every test that runs
+/// a session also exercises it.
+#[cfg(test)]
+#[global_allocator]
+static ALLOC: backend::recycle::Recycler = backend::recycle::Recycler;

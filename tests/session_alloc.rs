@@ -1,115 +1,326 @@
-//! What a CPU session allocates per `run`, counted by a global allocator in this test binary.
+//! A warm CPU session's `run` takes nothing from the system heap: this binary installs the
+//! recycling allocator the `moda-edge` binary installs, and reads its counters around runs.
 //!
-//! tract allocates each node's output tensor inside its run (it has no CPU memory pool), so
-//! `Session::run` is not allocation-free. What is checked here is what a months-long service
-//! needs from it: after the first run, every run makes the same number of allocations and
-//! frees all of them (the live heap is back where it was), so nothing grows call after call.
+//! tract still asks for every activation tensor inside `run`; the allocator serves those
+//! requests from the blocks the previous run freed. The counters are process-wide, so the tests
+//! that read them take `SERIAL`.
 
-use std::alloc::{GlobalAlloc, Layout, System};
-use std::sync::atomic::{AtomicIsize, AtomicUsize, Ordering};
+use std::alloc::{GlobalAlloc, Layout};
+use std::sync::Mutex;
 
+use moda_edge::backend::recycle::{self, Recycler, RunScope, Stats};
 use moda_edge::backend::tract::TractBackend;
 use moda_edge::backend::{Backend, OnnxModel, Prepared, Session};
 use moda_edge::model::import::{init, Network};
 use moda_edge::model::Preset;
 
-struct Counting;
+#[global_allocator]
+static ALLOC: Recycler = Recycler;
 
-static ALLOCATIONS: AtomicUsize = AtomicUsize::new(0);
-static LIVE_BYTES: AtomicIsize = AtomicIsize::new(0);
+static SERIAL: Mutex<()> = Mutex::new(());
 
-// SAFETY: every call is forwarded unchanged to the system allocator; only counters are added.
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
 
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        LIVE_BYTES.fetch_sub(layout.size() as isize, Ordering::Relaxed);
-        unsafe { System.dealloc(ptr, layout) }
-    }
-
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        LIVE_BYTES.fetch_add(
-            new_size as isize - layout.size() as isize,
-            Ordering::Relaxed,
-        );
-        unsafe { System.realloc(ptr, layout, new_size) }
+fn shapes(network: Network) -> Vec<(&'static str, Vec<usize>)> {
+    match network {
+        Network::Faco => vec![
+            ("lip", vec![1, 30, 120]),
+            ("eye", vec![1, 30, 180]),
+            ("template", vec![1, 1434]),
+        ],
+        Network::Renderer => vec![
+            ("mesh_image", vec![1, 3, 256, 256]),
+            ("reference", vec![1, 3, 256, 256]),
+            ("time_code", vec![1, 13]),
+        ],
+        Network::Moda => vec![
+            ("waveform", vec![1, 16_000]),
+            ("template", vec![1, 1434]),
+            ("noise", vec![1, 30, 128]),
+        ],
     }
 }
 
-#[global_allocator]
-static COUNTING: Counting = Counting;
-
-/// (allocations, live-byte change) of one call of `f`.
-fn measure(f: impl FnOnce()) -> (usize, isize) {
-    let (a0, l0) = (
-        ALLOCATIONS.load(Ordering::SeqCst),
-        LIVE_BYTES.load(Ordering::SeqCst),
-    );
+/// The counters' change over one call of `f`.
+fn measure(f: impl FnOnce()) -> Stats {
+    let before = recycle::stats();
     f();
-    (
-        ALLOCATIONS.load(Ordering::SeqCst) - a0,
-        LIVE_BYTES.load(Ordering::SeqCst) - l0,
-    )
+    recycle::stats().since(&before)
+}
+
+fn outputs(session: &impl Session, n: usize) -> Vec<Vec<f32>> {
+    (0..n).map(|i| session.output(i).to_vec()).collect()
 }
 
 #[test]
-fn runs_after_the_first_allocate_the_same_and_keep_nothing() {
-    // Single test in this binary: the counters are process-wide.
+fn warm_runs_take_nothing_from_the_system_heap_and_match_unrecycled_runs() {
+    let _serial = serial();
     for network in [Network::Faco, Network::Renderer, Network::Moda] {
-        let model = OnnxModel::from_proto(network.name().into(), init(network, Preset::Tiny, 3));
-        let shapes: Vec<(&str, Vec<usize>)> = match network {
-            Network::Faco => vec![
-                ("lip", vec![1, 30, 120]),
-                ("eye", vec![1, 30, 180]),
-                ("template", vec![1, 1434]),
-            ],
-            Network::Renderer => vec![
-                ("mesh_image", vec![1, 3, 256, 256]),
-                ("reference", vec![1, 3, 256, 256]),
-                ("time_code", vec![1, 13]),
-            ],
-            Network::Moda => vec![
-                ("waveform", vec![1, 16_000]),
-                ("template", vec![1, 1434]),
-                ("noise", vec![1, 30, 128]),
-            ],
-        };
-        let prepared = TractBackend::default().prepare(&model, &shapes).unwrap();
+        let name = network.name();
+        let model = OnnxModel::from_proto(name.into(), init(network, Preset::Tiny, 3));
+        let prepared = TractBackend::default()
+            .prepare(&model, &shapes(network))
+            .unwrap();
+        let n_out = prepared.outputs().len();
+
+        // Reference: a session whose runs all allocate from the system, as plain tract does.
+        recycle::set_enabled(false);
+        let mut plain = prepared.session().unwrap();
         let mut session = prepared.session().unwrap();
         for i in 0..prepared.inputs().len() {
-            for (k, v) in session.input_mut(i).iter_mut().enumerate() {
+            for (k, v) in plain.input_mut(i).iter_mut().enumerate() {
                 *v = ((k % 17) as f32 - 8.0) * 0.05;
             }
+            session.input_mut(i).copy_from_slice(plain.input_mut(i));
         }
-        session.run().unwrap();
-        let runs: Vec<(usize, isize)> =
-            (0..4).map(|_| measure(|| session.run().unwrap())).collect();
+        let unrecycled = measure(|| plain.run().unwrap());
+        assert_eq!(unrecycled.requests, 0, "{name}: disabled pool served a run");
+        assert!(
+            unrecycled.system_calls > 0,
+            "{name}: tract allocated nothing?"
+        );
+        recycle::set_enabled(true);
+
+        let first = measure(|| session.run().unwrap());
+        assert!(first.installed, "{name}: the recycler did not see the run");
+        let runs: Vec<Stats> = (0..4).map(|_| measure(|| session.run().unwrap())).collect();
         eprintln!(
-            "{}: per run after the first: {} allocations, live heap change {:?} bytes",
-            network.name(),
-            runs[0].0,
-            runs.iter().map(|r| r.1).collect::<Vec<_>>()
+            "{name}: first run {} requests ({} from the system); later runs {} requests, \
+             {} from the system, {} system calls in the process; pool {} blocks, {} bytes",
+            first.requests,
+            first.from_system,
+            runs[0].requests,
+            runs[0].from_system,
+            runs[0].system_calls,
+            runs[0].pooled_blocks,
+            runs[0].pooled_bytes
         );
-        assert!(
-            runs.iter().all(|r| r.1 == 0),
-            "{}: a run kept heap memory: {runs:?}",
-            network.name()
+        for r in &runs {
+            assert!(r.requests > 0, "{name}: the run was not in a scope: {r:?}");
+            assert_eq!(r.requests, runs[0].requests, "{name}: {runs:?}");
+            assert_eq!(r.from_pool, r.requests, "{name}: {r:?}");
+            assert_eq!(r.returned, 0, "{name}: {r:?}");
+            assert_eq!(r.system_calls, 0, "{name}: a warm run called malloc: {r:?}");
+            assert_eq!(r.pooled_bytes, runs[0].pooled_bytes, "{name}: pool grew");
+        }
+        // Recycled blocks hold the previous run's data; tract must overwrite all of it.
+        assert_eq!(
+            outputs(&session, n_out),
+            outputs(&plain, n_out),
+            "{name}: a run on recycled memory differs from one on fresh memory"
         );
-        assert!(
-            runs.iter().all(|r| r.0 == runs[0].0),
-            "{}: allocation count changes from run to run: {runs:?}",
-            network.name()
-        );
+
         // Filling inputs and reading outputs go through the session's own buffers.
-        let (allocs, _) = measure(|| {
+        let access = measure(|| {
             session.input_mut(0)[0] = 0.5;
             assert!(session.output(0).iter().all(|v| v.is_finite()));
         });
-        assert_eq!(allocs, 0, "{}: buffer access allocated", network.name());
+        assert_eq!(access.system_calls, 0, "{name}: buffer access allocated");
+
+        drop(plain);
+        drop(session);
+        assert_eq!(
+            recycle::stats().pooled_bytes,
+            0,
+            "{name}: dropping the sessions keeps pooled memory"
+        );
     }
+}
+
+fn fill(session: &mut impl Session, inputs: usize) {
+    for i in 0..inputs {
+        for (k, v) in session.input_mut(i).iter_mut().enumerate() {
+            *v = ((k % 13) as f32 - 6.0) * 0.07;
+        }
+    }
+}
+
+#[test]
+fn a_two_thread_backend_recycles_on_its_workers_too() {
+    let _serial = serial();
+    let network = Network::Renderer;
+    let model = OnnxModel::from_proto("renderer".into(), init(network, Preset::Tiny, 4));
+    let one = TractBackend::default()
+        .prepare(&model, &shapes(network))
+        .unwrap();
+    let mut single = one.session().unwrap();
+    fill(&mut single, one.inputs().len());
+    single.run().unwrap();
+
+    let backend = TractBackend::new(2);
+    assert_eq!(backend.threads(), 2);
+    let two = backend.prepare(&model, &shapes(network)).unwrap();
+    let mut session = two.session().unwrap();
+    fill(&mut session, two.inputs().len());
+    // Which worker takes which tile varies, so the pool needs a few runs to hold the most
+    // blocks of each size the two threads ever have out at once; after that, runs are served
+    // from it alone. Requirement: ten clean runs in a row within the first hundred.
+    let mut clean = 0;
+    let mut runs = 0;
+    let mut misses = Vec::new();
+    while clean < 10 {
+        assert!(runs < 100, "2-thread runs keep calling malloc: {misses:?}");
+        let r = measure(|| session.run().unwrap());
+        assert!(r.requests > 0, "{r:?}");
+        runs += 1;
+        if r.system_calls == 0 {
+            clean += 1;
+        } else {
+            clean = 0;
+            misses.push((runs, r.system_calls));
+        }
+    }
+    eprintln!(
+        "renderer, 2 threads: runs with system calls (run, calls): {misses:?}; clean from run {}",
+        runs - 9
+    );
+    let diff = single
+        .output(0)
+        .iter()
+        .zip(session.output(0))
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(diff < 1e-5, "2 threads differ from 1 by {diff}");
+}
+
+fn layout(size: usize, align: usize) -> Layout {
+    Layout::from_size_align(size, align).unwrap()
+}
+
+#[test]
+fn the_pool_recycles_by_exact_layout_and_honours_its_contract() {
+    let _serial = serial();
+    recycle::trim();
+    // SAFETY: every pointer below comes from ALLOC with the layout it is given back with, and
+    // is only read or written within that layout.
+    unsafe {
+        let l = layout(12_345, 64);
+        let scope = RunScope::enter();
+        let a = ALLOC.alloc(l);
+        assert!(!a.is_null() && (a as usize).is_multiple_of(64));
+        a.write_bytes(0xAB, l.size());
+        ALLOC.dealloc(a, l);
+        assert_eq!(recycle::stats().pooled_blocks, 1);
+
+        // Same layout: the same block, and alloc_zeroed clears the old contents.
+        let z = ALLOC.alloc_zeroed(l);
+        assert_eq!(z, a, "same layout recycles the block");
+        assert!(std::slice::from_raw_parts(z, l.size())
+            .iter()
+            .all(|&b| b == 0));
+        ALLOC.dealloc(z, l);
+
+        // Another alignment or size is another class.
+        let other = layout(12_345, 128);
+        let b = ALLOC.alloc(other);
+        assert_ne!(b, a);
+        assert!((b as usize).is_multiple_of(128));
+
+        // realloc inside a scope keeps the contents.
+        let small = layout(24, 8);
+        let c = ALLOC.alloc(small);
+        for i in 0..24 {
+            c.add(i).write(i as u8);
+        }
+        let c = ALLOC.realloc(c, small, 4096);
+        assert!((0..24).all(|i| c.add(i).read() == i as u8));
+        let big = layout(4096, 8);
+
+        // Nested scopes: leaving the inner one keeps the outer active.
+        {
+            let _inner = RunScope::enter();
+        }
+        let before = recycle::stats();
+        ALLOC.dealloc(c, big);
+        assert_eq!(recycle::stats().since(&before).system_calls, 0);
+        drop(scope);
+
+        // Outside a scope a block pooled earlier is untouched and frees go to the system.
+        let before = recycle::stats();
+        ALLOC.dealloc(b, other);
+        let after = recycle::stats().since(&before);
+        assert_eq!(after.returned, 0);
+        assert_eq!(
+            after.pooled_blocks, before.pooled_blocks,
+            "outside: not pooled"
+        );
+
+        // Capacity: a block that would exceed it goes back to the system.
+        recycle::set_capacity(1000);
+        let scope = RunScope::enter();
+        let d = ALLOC.alloc(layout(5000, 8));
+        let before = recycle::stats();
+        ALLOC.dealloc(d, layout(5000, 8));
+        assert_eq!(recycle::stats().since(&before).returned, 1);
+        drop(scope);
+        recycle::set_capacity(recycle::DEFAULT_CAPACITY);
+
+        recycle::trim();
+        let s = recycle::stats();
+        assert_eq!((s.pooled_blocks, s.pooled_bytes), (0, 0));
+    }
+}
+
+#[test]
+fn bench_reports_warm_runs_served_without_the_system_allocator() {
+    // This thread's own allocations would show in the other tests' process-wide counts.
+    let _serial = serial();
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().to_str().unwrap();
+    let exe = env!("CARGO_BIN_EXE_moda-edge");
+    let cli = |args: &[&str]| {
+        // Cross-built test binaries run under qemu; the CLI they start needs the same runner.
+        let mut cmd = match std::env::var_os("MODA_TEST_EXE_WRAPPER") {
+            Some(wrapper) => {
+                let mut c = std::process::Command::new(wrapper);
+                c.arg(exe);
+                c
+            }
+            None => std::process::Command::new(exe),
+        };
+        let out = cmd.args(args).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+        assert!(out.status.success(), "{args:?}: {stderr}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    cli(&[
+        "models", "init", "-o", models, "--preset", "tiny", "--seed", "2",
+    ]);
+    let table = cli(&[
+        "bench", "--models", models, "--iters", "2", "--frames", "30", "--size", "256",
+    ]);
+    let rows: Vec<&str> = table
+        .lines()
+        .filter(|l| {
+            l.starts_with("| moda") || l.starts_with("| faco") || l.starts_with("| renderer")
+        })
+        .collect();
+    assert_eq!(rows.len(), 3, "{table}");
+    for row in rows {
+        let cells: Vec<&str> = row.split('|').map(str::trim).collect();
+        // | network | inputs | tract | ort | ratio | allocations (system allocator calls) | pool |
+        let allocs = cells[6];
+        let (requests, system) = allocs
+            .strip_suffix(')')
+            .and_then(|s| s.split_once(" ("))
+            .unwrap_or_else(|| panic!("allocation cell {allocs:?} in {row}"));
+        assert!(requests.parse::<u64>().unwrap() > 0, "{row}");
+        assert_eq!(system, "0", "{row}");
+        assert!(cells[7].ends_with("MiB"), "{row}");
+    }
+    let plain = cli(&[
+        "bench",
+        "--models",
+        models,
+        "--iters",
+        "1",
+        "--frames",
+        "30",
+        "--size",
+        "256",
+        "--no-recycle",
+    ]);
+    assert!(plain.contains("not recycled"), "{plain}");
 }

@@ -5,6 +5,7 @@
 //! `tensorrt`.
 
 mod model;
+pub mod recycle;
 pub mod tract;
 
 pub use model::{IoSpec, OnnxModel, ShapeError};
@@ -63,7 +64,10 @@ pub trait Prepared: Send + Sync {
 pub trait Session: Send {
     /// Input buffer `index` (model order), row-major float32, of the prepared shape.
     fn input_mut(&mut self, index: usize) -> &mut [f32];
-    /// Runs the graph on the current inputs; outputs are valid until the next `run`.
+    /// Runs the graph on the current inputs; outputs are valid until the next `run`. Does
+    /// not allocate once warmed up: on tract that holds with [`recycle::Recycler`] installed as
+    /// the global allocator (the `moda-edge` binary does), which serves the activations tract
+    /// allocates from blocks recycled from the previous run.
     ///
     /// # Errors
     /// [`BackendError::Run`].

@@ -1,39 +1,67 @@
 //! The pure-Rust CPU backend (sonos/tract): the graph is typed and optimized once for the
 //! concrete input shapes; each session owns its input tensors and output copies.
 //!
-//! tract allocates its intermediate activations inside `run`; what this wrapper guarantees is
-//! that the session's inputs and outputs are not reallocated per call (input tensors are handed
-//! to tract by reference count and reclaimed after the run).
+//! The session's inputs and outputs are never reallocated (input tensors are handed to tract by
+//! reference count and reclaimed after the run). tract allocates its intermediate activations
+//! inside `run`; the whole run is a [`RunScope`], so with [`super::recycle::Recycler`] as the
+//! global allocator those come from the blocks the previous run freed, and nothing reaches the
+//! system allocator once the session is warm.
 
 use std::sync::Arc;
 
+use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
 
+use super::recycle::{self, RunScope};
 use super::{Backend, BackendError, IoSpec, OnnxModel, Prepared, Session};
 
 const NAME: &str = "tract";
 
-/// tract on the CPU. `threads` > 1 enables tract's multithreaded matrix products.
-#[derive(Clone, Copy, Debug)]
+/// tract on the CPU. With `threads` > 1 the matrix products of this backend's plans run on a
+/// pool of its own (no process-wide executor is touched).
+#[derive(Clone, Debug)]
 pub struct TractBackend {
-    pub threads: usize,
+    threads: usize,
+    executor: Option<Executor>,
 }
 
 impl Default for TractBackend {
     fn default() -> Self {
-        TractBackend { threads: 1 }
+        TractBackend {
+            threads: 1,
+            executor: None,
+        }
     }
 }
 
 impl TractBackend {
+    /// A backend whose plans use `threads` threads (0 counts as 1). Should the thread pool not
+    /// start, the backend runs single-threaded and [`TractBackend::threads`] says so.
     pub fn new(threads: usize) -> TractBackend {
-        let threads = threads.max(1);
-        if threads > 1 {
-            tract_linalg::multithread::set_default_executor(
-                tract_linalg::multithread::Executor::multithread(threads),
-            );
+        if threads <= 1 {
+            return TractBackend::default();
         }
-        TractBackend { threads }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads)
+            .thread_name(|i| format!("tract-{i}"))
+            // The workers run nothing but this backend's kernels, so all they allocate recycles.
+            .start_handler(|_| recycle::scope_whole_thread())
+            .build();
+        match pool {
+            Ok(pool) => TractBackend {
+                threads,
+                executor: Some(Executor::MultiThread(Arc::new(pool))),
+            },
+            Err(e) => {
+                log::warn!("tract: cannot start {threads} threads ({e}); running on one");
+                TractBackend::default()
+            }
+        }
+    }
+
+    /// Threads each run uses.
+    pub fn threads(&self) -> usize {
+        self.threads
     }
 }
 
@@ -93,7 +121,11 @@ impl Backend for TractBackend {
                 .unwrap_or_else(|| format!("output{i}"));
             outputs.push(IoSpec { name, shape });
         }
-        let plan = typed.into_runnable().map_err(err)?;
+        let options = RunOptions {
+            executor: self.executor.clone(),
+            ..RunOptions::default()
+        };
+        let plan = typed.into_runnable_with_options(&options).map_err(err)?;
         Ok(TractPrepared {
             plan,
             inputs,
@@ -157,6 +189,8 @@ impl Session for TractSession {
     }
 
     fn run(&mut self) -> Result<(), BackendError> {
+        // Everything tract allocates and frees below, result tensors included, recycles.
+        let _scope = RunScope::enter();
         let err = |e: TractError| BackendError::Run {
             backend: NAME,
             detail: format!("{e:?}"),
@@ -195,5 +229,13 @@ impl Session for TractSession {
 
     fn output(&self, index: usize) -> &[f32] {
         &self.outputs[index]
+    }
+}
+
+impl Drop for TractSession {
+    /// Hands the pooled activation blocks back to the system. Other live sessions refill the
+    /// pool on their next run (one run's worth of system allocations).
+    fn drop(&mut self) {
+        recycle::trim();
     }
 }

@@ -13,6 +13,11 @@ use moda_edge::model::import::{self, ImportOptions, Network};
 use moda_edge::model::{onnx, Preset};
 use moda_edge::util::npy;
 
+/// tract's activations come from blocks recycled run to run, so a warm session's `run` takes
+/// nothing from the system heap (see `moda_edge::backend::recycle`).
+#[global_allocator]
+static ALLOC: moda_edge::backend::recycle::Recycler = moda_edge::backend::recycle::Recycler;
+
 #[derive(Parser)]
 #[command(
     name = "moda-edge",
@@ -200,6 +205,10 @@ struct BenchCmd {
     /// code, conversions) at this avatar's 512×512 canvas, median over 300 frames.
     #[arg(long, value_name = "AVATAR")]
     overhead: Option<PathBuf>,
+    /// Let tract allocate its activations from the system heap on every run instead of
+    /// recycling them, to measure what the run pool changes.
+    #[arg(long)]
+    no_recycle: bool,
 }
 
 fn main() -> ExitCode {
@@ -383,6 +392,7 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
         frames: cmd.frames,
         size: cmd.size,
         ort_python: cmd.ort,
+        recycle: !cmd.no_recycle,
     };
     let rows = moda_edge::bench::run(&opts, |line| eprintln!("bench: {line}"))?;
     if rows.is_empty() {
