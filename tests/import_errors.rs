@@ -145,6 +145,11 @@ fn cli_reports_bad_checkpoints_in_one_line() {
         !ok && err.contains("/nonexistent/FaCo.pkl") && err.trim().lines().count() == 1,
         "{err}"
     );
+    assert_eq!(
+        err.matches("os error 2").count(),
+        1,
+        "cause said once: {err}"
+    );
 
     let not_torch = dir.path().join("notes.txt");
     std::fs::write(&not_torch, "hello").unwrap();

@@ -30,7 +30,7 @@ const SUBJECT: &str = "subject_encoder";
 const DECODER: &str = "decoder";
 
 /// Layer widths of the four MLPs, input first, output last.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Hparams {
     /// `driven_m_encoder`: 120 → … → lip code.
     pub lip: Vec<usize>,

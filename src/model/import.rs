@@ -151,13 +151,15 @@ impl Arch {
         }
     }
 
-    /// The `moda.hparams` metadata value.
+    /// The `moda.hparams` metadata value: the hyper-parameters as one JSON object, for tools
+    /// and engine builders that need the sizes without reading the graph.
     fn describe(&self) -> String {
-        match self {
-            Arch::Moda(h) => format!("{h:?}"),
-            Arch::Faco(h) => format!("{h:?}"),
-            Arch::Renderer(h) => format!("{h:?}"),
-        }
+        let json = match self {
+            Arch::Moda(h) => serde_json::to_string(h),
+            Arch::Faco(h) => serde_json::to_string(h),
+            Arch::Renderer(h) => serde_json::to_string(h),
+        };
+        json.expect("plain structs of numbers and names serialize")
     }
 }
 
@@ -206,5 +208,36 @@ mod tests {
         normalise_keys(&mut ck);
         let keys: Vec<&str> = ck.tensors.keys().map(String::as_str).collect();
         assert_eq!(keys, ["a.conv.bias", "a.conv.weight_g", "a.conv.weight_v"]);
+    }
+
+    fn hparams_json(network: Network) -> serde_json::Value {
+        let model = init(network, Preset::Tiny, 1);
+        let prop = model
+            .metadata_props
+            .iter()
+            .find(|p| p.key == "moda.hparams")
+            .expect("moda.hparams is written");
+        serde_json::from_str(&prop.value).expect("moda.hparams is JSON")
+    }
+
+    #[test]
+    fn hparams_metadata_is_json_with_the_sizes() {
+        let faco = hparams_json(Network::Faco);
+        assert_eq!(faco["lip"], serde_json::json!([120, 32, 32, 16]));
+        assert_eq!(faco["decoder"][4], 1434);
+
+        let renderer = hparams_json(Network::Renderer);
+        assert_eq!(renderer["ngf"], 4);
+        assert_eq!(renderer["num_downs"], 8);
+        assert_eq!(renderer["size"], "normal");
+
+        let moda = hparams_json(Network::Moda);
+        assert_eq!(moda["hidden"], 128);
+        assert_eq!(moda["body_heads"], 4);
+        assert!(
+            moda["audio"]["wav2vec"].is_object(),
+            "audio head tagged by kind: {}",
+            moda["audio"]
+        );
     }
 }

@@ -34,7 +34,8 @@ pub const OUTPUT_CHANNELS: usize = 3;
 const ROOT: &str = "netG.model.model";
 
 /// `RenderGenerator_normal` or `RenderGenerator_large`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum Size {
     /// One residual block on each side of each level (the release renderer).
     Normal,
@@ -60,7 +61,7 @@ impl Size {
 }
 
 /// Renderer hyper-parameters.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Hparams {
     /// Output channels of the first convolution (`--ngf`; 64 at release).
     pub ngf: usize,
@@ -254,16 +255,6 @@ impl Hparams {
     /// Frame height and width must be multiples of this.
     pub fn size_multiple(&self) -> usize {
         1 << self.num_downs
-    }
-
-    /// Hyper-parameters for the ONNX metadata props (`moda.renderer.*`).
-    pub fn metadata(&self) -> Vec<(String, String)> {
-        vec![
-            ("moda.renderer.ngf".into(), self.ngf.to_string()),
-            ("moda.renderer.num_downs".into(), self.num_downs.to_string()),
-            ("moda.renderer.size".into(), self.size.name().into()),
-            ("moda.renderer.input_nc".into(), self.input_nc.to_string()),
-        ]
     }
 }
 

@@ -42,7 +42,7 @@ const fn latent(h: &Hparams) -> usize {
 }
 
 /// Sizes of the wav2vec 2.0 audio encoder (HF `Wav2Vec2Model`, post-LayerNorm variant).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Wav2VecHparams {
     /// Transformer width (768 in wav2vec2-base).
     pub hidden: usize,
@@ -116,7 +116,8 @@ const DEFAULT_STRIDES: [usize; 7] = [5, 2, 2, 2, 2, 2, 2];
 pub const DEFAULT_W2V_HEADS: usize = 12;
 
 /// Which audio front end the checkpoint carries.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
 pub enum AudioHead {
     /// wav2vec 2.0 on the normalised 16 kHz waveform, then MLP(hidden→128→128).
     Wav2Vec(Wav2VecHparams),
@@ -126,7 +127,7 @@ pub enum AudioHead {
 }
 
 /// MODANet hyper-parameters.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize)]
 pub struct Hparams {
     pub audio: AudioHead,
     /// Width of the body (128): audio/subject embeddings, transformer d_model, latent.
