@@ -9,7 +9,7 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use crate::backend::tract::TractBackend;
+use crate::backend::tract::{OpTime, TractBackend};
 use crate::backend::{Backend, BackendError, OnnxModel, Prepared, Session, ShapeError};
 use crate::model::import::Network;
 use crate::model::Tensor;
@@ -29,6 +29,8 @@ pub struct BenchOptions {
     /// Serve tract's activations from the run pool ([`crate::backend::recycle`]); off to
     /// measure what the pool changes.
     pub recycle: bool,
+    /// Also time every tract operator over one extra run.
+    pub profile: bool,
 }
 
 /// One row of the result table.
@@ -42,6 +44,8 @@ pub struct BenchRow {
     /// whole process made meanwhile (tract's worker threads included); `None` when the
     /// recycling allocator is not installed or is turned off.
     pub allocs: Option<RunAllocs>,
+    /// Time per tract operator kind over one run, longest first (with `profile`).
+    pub profile: Vec<OpTime>,
 }
 
 /// What one timed tract run asked of the allocator (mean over the timed runs).
@@ -183,6 +187,12 @@ pub fn run(
                 a.pooled_bytes as f64 / (1 << 20) as f64
             ));
         }
+        let profile = if opts.profile {
+            progress(&format!("{}: profiling one tract run", network.name()));
+            session.profile()?
+        } else {
+            Vec::new()
+        };
         drop(session);
         let ort_ms = match &opts.ort_python {
             Some(python) => Some(ort_median(python, &path, &inputs, opts)?),
@@ -200,6 +210,7 @@ pub fn run(
             tract_ms,
             ort_ms,
             allocs,
+            profile,
         });
     }
     Ok(rows)
@@ -279,6 +290,44 @@ pub fn table(rows: &[BenchRow], threads: usize) -> String {
         ));
     }
     s.push_str(&format!("\n{threads} thread(s) per runtime.\n"));
+    s
+}
+
+/// The profiles of `rows` in Markdown: per network, the operator kinds that together take
+/// 95 % of the run, then the rest in one line.
+pub fn profile_table(rows: &[BenchRow]) -> String {
+    let mut s = String::new();
+    for r in rows.iter().filter(|r| !r.profile.is_empty()) {
+        let total: f64 = r.profile.iter().map(|t| t.ms).sum();
+        s.push_str(&format!(
+            "\n{} (one profiled tract run, {total:.1} ms in operators):\n\n| operator | nodes | ms | share |\n|---|---|---|---|\n",
+            r.network.name()
+        ));
+        let mut shown = 0.0;
+        let mut rest = (0, 0.0);
+        for t in &r.profile {
+            if shown < 0.95 * total {
+                s.push_str(&format!(
+                    "| {} | {} | {:.1} | {:.1} % |\n",
+                    t.op,
+                    t.nodes,
+                    t.ms,
+                    100.0 * t.ms / total
+                ));
+                shown += t.ms;
+            } else {
+                rest = (rest.0 + t.nodes, rest.1 + t.ms);
+            }
+        }
+        if rest.0 > 0 {
+            s.push_str(&format!(
+                "| (others) | {} | {:.1} | {:.1} % |\n",
+                rest.0,
+                rest.1,
+                100.0 * rest.1 / total
+            ));
+        }
+    }
     s
 }
 

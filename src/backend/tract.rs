@@ -11,6 +11,8 @@ use std::sync::Arc;
 
 use tract_linalg::multithread::Executor;
 use tract_onnx::prelude::*;
+use tract_onnx::tract_core;
+use tract_onnx::tract_core::tract_data::knobs;
 
 use super::recycle::{self, RunScope};
 use super::{Backend, BackendError, IoSpec, OnnxModel, Prepared, Session};
@@ -65,6 +67,25 @@ impl TractBackend {
     }
 }
 
+/// tract's kernel choices that we override while optimizing, per host architecture.
+///
+/// x86-64: tract turns a 3×3 convolution with at most 64 input channels and rows of 128 points or
+/// more into its direct spatial convolution. On the renderer's 64→64 convolutions at 256² that
+/// kernel ran at about a third of the speed of im2col plus the AVX-512 matrix product, and the
+/// whole 512² renderer took 25 % longer (`moda-edge bench --profile`, README). Elsewhere
+/// (the Jetson's Arm cores) tract's own choice stands: not measured there.
+fn host_tuning() -> knobs::KnobScope {
+    let knobs: &[(&str, &str)] = if cfg!(target_arch = "x86_64") {
+        &[("TRACT_DISABLE_DIRECT_SPATIAL", "true")]
+    } else {
+        &[]
+    };
+    knobs::KnobScope::new(knobs.iter().copied()).unwrap_or_else(|e| {
+        log::warn!("tract: kernel tuning {knobs:?} not applied ({e}); using tract's defaults");
+        knobs::KnobScope::default()
+    })
+}
+
 /// A model optimized for fixed shapes.
 pub struct TractPrepared {
     plan: Arc<TypedRunnableModel>,
@@ -101,7 +122,9 @@ impl Backend for TractBackend {
                 .with_input_fact(i, f32::fact(&spec.shape).into())
                 .map_err(err)?;
         }
-        let typed = inference.into_optimized().map_err(err)?;
+        let typed = host_tuning()
+            .enter(|| inference.into_optimized())
+            .map_err(err)?;
         let mut outputs = Vec::new();
         for (i, outlet) in typed.output_outlets().map_err(err)?.iter().enumerate() {
             let fact = typed.outlet_fact(*outlet).map_err(err)?;
@@ -183,18 +206,66 @@ pub struct TractSession {
     outputs: Vec<Vec<f32>>,
 }
 
-impl Session for TractSession {
-    fn input_mut(&mut self, index: usize) -> &mut [f32] {
-        &mut self.inputs[index]
+fn run_error(e: TractError) -> BackendError {
+    BackendError::Run {
+        backend: NAME,
+        detail: format!("{e:?}"),
+    }
+}
+
+/// Time spent in one kind of tract operator during a profiled run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct OpTime {
+    /// tract's name of the optimized operator (`Conv`, `OptMatMul`, `Add`, ...).
+    pub op: String,
+    /// Nodes of that kind in the plan.
+    pub nodes: usize,
+    pub ms: f64,
+}
+
+impl TractSession {
+    /// Runs the graph like [`Session::run`], timing every node, and returns the time per
+    /// operator kind, longest first. For `moda-edge bench --profile`: where tract spends a run.
+    ///
+    /// # Errors
+    /// As [`Session::run`].
+    pub fn profile(&mut self) -> Result<Vec<OpTime>, BackendError> {
+        let mut times: Vec<OpTime> = Vec::new();
+        self.run_with(|ctx, state, node, inputs| {
+            let t0 = std::time::Instant::now();
+            let out = tract_core::plan::eval(ctx, state, node, inputs);
+            let ms = t0.elapsed().as_secs_f64() * 1e3;
+            let op = node.op().name();
+            match times.iter_mut().find(|t| t.op == op) {
+                Some(t) => {
+                    t.nodes += 1;
+                    t.ms += ms;
+                }
+                None => times.push(OpTime {
+                    op: op.to_string(),
+                    nodes: 1,
+                    ms,
+                }),
+            }
+            out
+        })?;
+        times.sort_by(|a, b| b.ms.total_cmp(&a.ms));
+        Ok(times)
     }
 
-    fn run(&mut self) -> Result<(), BackendError> {
+    /// One run with `eval` evaluating each node: inputs staged from the session's buffers,
+    /// outputs copied back.
+    fn run_with<E>(&mut self, eval: E) -> Result<(), BackendError>
+    where
+        E: for<'a, 'b, 'c> FnMut(
+            &'a tract_core::plan::EvalContext<'a>,
+            Option<&'b mut (dyn tract_core::ops::OpState + 'static)>,
+            &'c TypedNode,
+            TVec<TValue>,
+        ) -> TractResult<TVec<TValue>>,
+    {
         // Everything tract allocates and frees below, result tensors included, recycles.
         let _scope = RunScope::enter();
-        let err = |e: TractError| BackendError::Run {
-            backend: NAME,
-            detail: format!("{e:?}"),
-        };
         for (tensor, buf) in self.tensors.iter_mut().zip(&self.inputs) {
             let tensor = Arc::get_mut(tensor).ok_or_else(|| BackendError::Run {
                 backend: NAME,
@@ -202,9 +273,9 @@ impl Session for TractSession {
             })?;
             tensor
                 .try_as_plain_ram_mut()
-                .map_err(err)?
+                .map_err(run_error)?
                 .as_slice_mut::<f32>()
-                .map_err(err)?
+                .map_err(run_error)?
                 .copy_from_slice(buf);
         }
         let values: TVec<TValue> = self
@@ -212,10 +283,13 @@ impl Session for TractSession {
             .iter()
             .map(|t| TValue::from_const(Arc::clone(t)))
             .collect();
-        let results = self.state.run(values).map_err(err)?;
+        let results = self
+            .state
+            .run_plan_with_eval(values, eval)
+            .map_err(run_error)?;
         for (buf, value) in self.outputs.iter_mut().zip(results.iter()) {
-            let plain = value.try_as_plain_ram().map_err(err)?;
-            let view = plain.as_slice::<f32>().map_err(err)?;
+            let plain = value.try_as_plain_ram().map_err(run_error)?;
+            let view = plain.as_slice::<f32>().map_err(run_error)?;
             if view.len() != buf.len() {
                 return Err(BackendError::Run {
                     backend: NAME,
@@ -225,6 +299,16 @@ impl Session for TractSession {
             buf.copy_from_slice(view);
         }
         Ok(())
+    }
+}
+
+impl Session for TractSession {
+    fn input_mut(&mut self, index: usize) -> &mut [f32] {
+        &mut self.inputs[index]
+    }
+
+    fn run(&mut self) -> Result<(), BackendError> {
+        self.run_with(tract_core::plan::eval)
     }
 
     fn output(&self, index: usize) -> &[f32] {
@@ -237,5 +321,39 @@ impl Drop for TractSession {
     /// pool on their next run (one run's worth of system allocations).
     fn drop(&mut self) {
         recycle::trim();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::import::{init, Network};
+    use crate::model::Preset;
+
+    fn tiny_renderer_profile(backend: &TractBackend) -> Vec<OpTime> {
+        let model =
+            OnnxModel::from_proto("renderer".into(), init(Network::Renderer, Preset::Tiny, 1));
+        let shapes = [
+            ("mesh_image", vec![1, 3, 256, 256]),
+            ("reference", vec![1, 3, 256, 256]),
+            ("time_code", vec![1, 13]),
+        ];
+        let prepared = backend.prepare(&model, &shapes).unwrap();
+        let mut session = prepared.session().unwrap();
+        session.profile().unwrap()
+    }
+
+    #[test]
+    fn profile_accounts_for_every_node_kind_and_the_host_tuning_applies() {
+        let profile = tiny_renderer_profile(&TractBackend::default());
+        assert!(profile.windows(2).all(|w| w[0].ms >= w[1].ms), "sorted");
+        let has = |op: &str| profile.iter().any(|t| t.op == op);
+        assert!(has("OptMatMul") && has("Concat"), "{profile:?}");
+        // The tiny renderer's 3×3 convolutions at 256² are direct-spatial candidates (≤ 576
+        // inputs per point, rows of 256), which tract takes by default on x86-64 (7 nodes of
+        // it without the tuning): the tuning must have turned that kernel off.
+        if cfg!(target_arch = "x86_64") {
+            assert!(!has("DirectSpatialConv"), "{profile:?}");
+        }
     }
 }

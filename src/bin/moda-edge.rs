@@ -209,6 +209,10 @@ struct BenchCmd {
     /// recycling them, to measure what the run pool changes.
     #[arg(long)]
     no_recycle: bool,
+    /// After the timed runs, time every tract operator over one more run and print where the
+    /// time goes, per network.
+    #[arg(long)]
+    profile: bool,
 }
 
 fn main() -> ExitCode {
@@ -406,12 +410,14 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
         size: cmd.size,
         ort_python: cmd.ort,
         recycle: !cmd.no_recycle,
+        profile: cmd.profile,
     };
     let rows = moda_edge::bench::run(&opts, |line| eprintln!("bench: {line}"))?;
     if rows.is_empty() {
         bail!("no model found in {} (expected moda.onnx, faco.onnx, renderer.onnx; see `moda-edge models init`)", opts.models.display());
     }
     print!("{}", moda_edge::bench::table(&rows, opts.threads));
+    print!("{}", moda_edge::bench::profile_table(&rows));
     Ok(())
 }
 
