@@ -67,23 +67,63 @@ impl TractBackend {
     }
 }
 
-/// tract's kernel choices that we override while optimizing, per host architecture.
+/// tract's kernel choices that we override while optimizing `model` on this host.
 ///
-/// x86-64: tract turns a 3×3 convolution with at most 64 input channels and rows of 128 points or
-/// more into its direct spatial convolution. On the renderer's 64→64 convolutions at 256² that
-/// kernel ran at about a third of the speed of im2col plus the AVX-512 matrix product, and the
-/// whole 512² renderer took 25 % longer (`moda-edge bench --profile`, README). Elsewhere
-/// (the Jetson's Arm cores) tract's own choice stands: not measured there.
-fn host_tuning() -> knobs::KnobScope {
-    let knobs: &[(&str, &str)] = if cfg!(target_arch = "x86_64") {
-        &[("TRACT_DISABLE_DIRECT_SPATIAL", "true")]
-    } else {
-        &[]
-    };
+/// tract turns a 2-D convolution of at most 576 inputs per output point (64 channels × 3×3)
+/// over rows of 128 points or more into its direct spatial convolution. Measured on x86-64
+/// (AVX-512, 1 thread, `moda-edge bench`): with 64 output channels (the release renderer's
+/// convolutions at 256²) im2col plus the matrix product is faster, 2.81 s against 3.82 s for the
+/// 512² renderer; with 4 to 8 (the tiny renderer) the direct one is, 30 ms against 54 ms. So on
+/// x86-64 the direct convolution is turned off for a model whose candidate convolutions all have
+/// at least [`IM2COL_MIN_OUTPUT_CHANNELS`] outputs. Elsewhere (the Jetson's Arm cores) tract's
+/// own choice stands: not measured there.
+fn host_tuning(model: &OnnxModel) -> knobs::KnobScope {
+    let knobs: &[(&str, &str)] =
+        if cfg!(target_arch = "x86_64") && wide_direct_spatial_candidates(model) {
+            &[("TRACT_DISABLE_DIRECT_SPATIAL", "true")]
+        } else {
+            &[]
+        };
     knobs::KnobScope::new(knobs.iter().copied()).unwrap_or_else(|e| {
         log::warn!("tract: kernel tuning {knobs:?} not applied ({e}); using tract's defaults");
         knobs::KnobScope::default()
     })
+}
+
+/// Output channels from which a direct-spatial candidate runs faster as im2col plus matrix
+/// product on x86-64: the row count of the AVX-512 matrix kernel (16), between the 8 and 64
+/// measured.
+const IM2COL_MIN_OUTPUT_CHANNELS: i64 = 16;
+
+/// Whether `model` has 2-D convolutions that tract would run as direct spatial ones (group 1,
+/// a constant weight [out, in, kh, kw] with in·kh·kw ≤ 576 and at least two taps) and all of
+/// them have at least [`IM2COL_MIN_OUTPUT_CHANNELS`] outputs.
+fn wide_direct_spatial_candidates(model: &OnnxModel) -> bool {
+    let Some(graph) = model.proto.graph.as_ref() else {
+        return false;
+    };
+    let weight_dims = |name: &str| {
+        graph
+            .initializer
+            .iter()
+            .find(|t| t.name == name)
+            .map(|t| t.dims.as_slice())
+    };
+    let mut outputs = graph
+        .node
+        .iter()
+        .filter(|n| n.op_type == "Conv")
+        .filter(|n| {
+            n.attribute
+                .iter()
+                .find(|a| a.name == "group")
+                .is_none_or(|a| a.i == 1)
+        })
+        .filter_map(|n| weight_dims(n.input.get(1)?))
+        .filter(|d| d.len() == 4 && d[2] * d[3] >= 2 && d[1] * d[2] * d[3] <= 576)
+        .map(|d| d[0])
+        .peekable();
+    outputs.peek().is_some() && outputs.all(|c| c >= IM2COL_MIN_OUTPUT_CHANNELS)
 }
 
 /// A model optimized for fixed shapes.
@@ -122,7 +162,7 @@ impl Backend for TractBackend {
                 .with_input_fact(i, f32::fact(&spec.shape).into())
                 .map_err(err)?;
         }
-        let typed = host_tuning()
+        let typed = host_tuning(model)
             .enter(|| inference.into_optimized())
             .map_err(err)?;
         let mut outputs = Vec::new();
@@ -349,11 +389,43 @@ mod tests {
         assert!(profile.windows(2).all(|w| w[0].ms >= w[1].ms), "sorted");
         let has = |op: &str| profile.iter().any(|t| t.op == op);
         assert!(has("OptMatMul") && has("Concat"), "{profile:?}");
-        // The tiny renderer's 3×3 convolutions at 256² are direct-spatial candidates (≤ 576
-        // inputs per point, rows of 256), which tract takes by default on x86-64 (7 nodes of
-        // it without the tuning): the tuning must have turned that kernel off.
+        // The tiny renderer's thin 3×3 convolutions at 256² (4 to 8 outputs) stay direct.
         if cfg!(target_arch = "x86_64") {
-            assert!(!has("DirectSpatialConv"), "{profile:?}");
+            assert!(has("DirectSpatialConv"), "{profile:?}");
         }
+    }
+
+    #[test]
+    fn direct_spatial_convolution_is_turned_off_for_wide_models_only() {
+        let release = OnnxModel::from_proto(
+            "renderer".into(),
+            init(Network::Renderer, Preset::Release, 1),
+        );
+        let tiny =
+            OnnxModel::from_proto("renderer".into(), init(Network::Renderer, Preset::Tiny, 1));
+        let faco = OnnxModel::from_proto("faco".into(), init(Network::Faco, Preset::Tiny, 1));
+        assert!(wide_direct_spatial_candidates(&release));
+        if cfg!(target_arch = "x86_64") {
+            let shapes = [
+                ("mesh_image", vec![1, 3, 256, 256]),
+                ("reference", vec![1, 3, 256, 256]),
+                ("time_code", vec![1, 13]),
+            ];
+            let prepared = TractBackend::default().prepare(&release, &shapes).unwrap();
+            let ops: Vec<String> = prepared
+                .plan
+                .model()
+                .nodes()
+                .iter()
+                .map(|n| n.op().name().to_string())
+                .collect();
+            assert!(ops.iter().any(|o| o == "OptMatMul"));
+            assert!(!ops.iter().any(|o| o == "DirectSpatialConv"), "{ops:?}");
+        }
+        assert!(!wide_direct_spatial_candidates(&tiny));
+        assert!(
+            !wide_direct_spatial_candidates(&faco),
+            "no convolution at all"
+        );
     }
 }
