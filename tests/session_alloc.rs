@@ -321,6 +321,14 @@ fn bench_reports_warm_runs_served_without_the_system_allocator() {
         "--size",
         "256",
         "--no-recycle",
+        "--profile",
     ]);
     assert!(plain.contains("not recycled"), "{plain}");
+    // One profile table per network, each led by the matrix products or convolutions.
+    assert_eq!(
+        plain.matches("| operator | nodes | ms | share |").count(),
+        3,
+        "{plain}"
+    );
+    assert!(plain.contains("| OptMatMul |"), "{plain}");
 }

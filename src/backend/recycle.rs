@@ -8,7 +8,9 @@
 //! [`RunScope`] is open on the freeing thread in free lists keyed by exact (size, alignment),
 //! and hands them out again to requests of that size made inside a scope. From the second run
 //! on, every request is served from those lists: no `malloc`, `mmap` or fresh page on the hot
-//! path, and the memory held is what one run needs (read it from [`stats`]).
+//! path. The memory held is, for each block size, the most blocks of that size a run has out at
+//! once: more than tract's own peak, since one size cannot stand in for another (read it from
+//! [`stats`]; README compares the two).
 //!
 //! Outside a scope, and on threads without one, it is the system allocator. Any block may be
 //! freed either way: the pool only holds blocks the system allocator handed out, with the same
@@ -34,8 +36,8 @@ use std::sync::{Mutex, MutexGuard};
 /// `#[global_allocator] static ALLOC: moda_edge::backend::recycle::Recycler = Recycler;`
 pub struct Recycler;
 
-/// Pooled bytes allowed by default. The release-size renderer at 512² keeps about
-/// 0.7 GiB between runs (`moda-edge bench` prints the figure), the tiny graphs a few MiB.
+/// Pooled bytes allowed by default. The release-size renderer at 512² keeps 955 MiB between
+/// runs (`moda-edge bench` prints the figure), release MODA 342 MiB, the tiny graphs a few MiB.
 pub const DEFAULT_CAPACITY: usize = 2 << 30;
 
 /// Distinct (size, alignment) classes the pool can hold; a request of a class that finds no
