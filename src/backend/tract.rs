@@ -391,6 +391,34 @@ mod tests {
     }
 
     #[test]
+    fn a_session_keeps_no_state_from_one_run_to_the_next() {
+        // The offline render reuses one MODA session across windows of the same shape.
+        let model = OnnxModel::from_proto("moda".into(), init(Network::Moda, Preset::Tiny, 2));
+        let shapes = [
+            ("waveform", vec![1, 8000]),
+            ("template", vec![1, 1434]),
+            ("noise", vec![1, 15, 128]),
+        ];
+        let prepared = TractBackend::default().prepare(&model, &shapes).unwrap();
+        let mut session = prepared.session().unwrap();
+        let mut run = |scale: f32| {
+            for i in 0..prepared.inputs().len() {
+                for (k, v) in session.input_mut(i).iter_mut().enumerate() {
+                    *v = scale * ((k % 11) as f32 - 5.0) * 0.1;
+                }
+            }
+            session.run().unwrap();
+            (0..prepared.outputs().len())
+                .map(|i| session.output(i).to_vec())
+                .collect::<Vec<_>>()
+        };
+        let first = run(1.0);
+        let other = run(-0.7);
+        assert_ne!(first, other, "different inputs, different outputs");
+        assert_eq!(run(1.0), first, "a run depends on the run before it");
+    }
+
+    #[test]
     fn direct_spatial_convolution_is_turned_off_for_wide_models_only() {
         let release = OnnxModel::from_proto(
             "renderer".into(),
