@@ -3,8 +3,6 @@
 
 mod common;
 
-use std::process::Command;
-
 use common::golden;
 use moda_edge::model::import::{import, import_checkpoint, normalise_keys, ImportOptions, Network};
 use moda_edge::model::{load_checkpoint, CheckpointError, Tensor};
@@ -106,17 +104,7 @@ fn shape_mismatch_names_expected_and_found() {
 }
 
 fn cli(args: &[&str]) -> (bool, String, String) {
-    // Cross-built test binaries run under qemu; the CLI binary they start needs the same runner.
-    let exe = env!("CARGO_BIN_EXE_moda-edge");
-    let mut cmd = match std::env::var_os("MODA_TEST_EXE_WRAPPER") {
-        Some(wrapper) => {
-            let mut c = Command::new(wrapper);
-            c.arg(exe);
-            c
-        }
-        None => Command::new(exe),
-    };
-    let out = cmd.args(args).output().unwrap();
+    let out = common::moda_edge_command().args(args).output().unwrap();
     (
         out.status.success(),
         String::from_utf8_lossy(&out.stdout).into(),

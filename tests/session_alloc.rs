@@ -5,6 +5,8 @@
 //! requests from the blocks the previous run freed. The counters are process-wide, so the tests
 //! that read them take `SERIAL`.
 
+mod common;
+
 use std::alloc::{GlobalAlloc, Layout};
 use std::sync::Mutex;
 
@@ -69,12 +71,8 @@ fn warm_runs_take_nothing_from_the_system_heap_and_match_unrecycled_runs() {
         recycle::set_enabled(false);
         let mut plain = prepared.session().unwrap();
         let mut session = prepared.session().unwrap();
-        for i in 0..prepared.inputs().len() {
-            for (k, v) in plain.input_mut(i).iter_mut().enumerate() {
-                *v = ((k % 17) as f32 - 8.0) * 0.05;
-            }
-            session.input_mut(i).copy_from_slice(plain.input_mut(i));
-        }
+        fill(&mut plain, prepared.inputs().len());
+        fill(&mut session, prepared.inputs().len());
         let unrecycled = measure(|| plain.run().unwrap());
         assert_eq!(unrecycled.requests, 0, "{name}: disabled pool served a run");
         assert!(
@@ -269,18 +267,8 @@ fn bench_reports_warm_runs_served_without_the_system_allocator() {
     let _serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().to_str().unwrap();
-    let exe = env!("CARGO_BIN_EXE_moda-edge");
     let cli = |args: &[&str]| {
-        // Cross-built test binaries run under qemu; the CLI they start needs the same runner.
-        let mut cmd = match std::env::var_os("MODA_TEST_EXE_WRAPPER") {
-            Some(wrapper) => {
-                let mut c = std::process::Command::new(wrapper);
-                c.arg(exe);
-                c
-            }
-            None => std::process::Command::new(exe),
-        };
-        let out = cmd.args(args).output().unwrap();
+        let out = common::moda_edge_command().args(args).output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{args:?}: {stderr}");
         String::from_utf8_lossy(&out.stdout).into_owned()

@@ -370,16 +370,22 @@ mod tests {
     use crate::model::import::{init, Network};
     use crate::model::Preset;
 
+    /// Renderer inputs at 256².
+    fn renderer_shapes() -> [(&'static str, Vec<usize>); 3] {
+        [
+            ("mesh_image", vec![1, 3, 256, 256]),
+            ("reference", vec![1, 3, 256, 256]),
+            ("time_code", vec![1, 13]),
+        ]
+    }
+
     #[test]
     fn profile_is_sorted_and_thin_convolutions_stay_direct() {
         let model =
             OnnxModel::from_proto("renderer".into(), init(Network::Renderer, Preset::Tiny, 1));
-        let shapes = [
-            ("mesh_image", vec![1, 3, 256, 256]),
-            ("reference", vec![1, 3, 256, 256]),
-            ("time_code", vec![1, 13]),
-        ];
-        let prepared = TractBackend::default().prepare(&model, &shapes).unwrap();
+        let prepared = TractBackend::default()
+            .prepare(&model, &renderer_shapes())
+            .unwrap();
         let profile = prepared.session().unwrap().profile().unwrap();
         assert!(profile.windows(2).all(|w| w[0].ms >= w[1].ms), "sorted");
         let has = |op: &str| profile.iter().any(|t| t.op == op);
@@ -429,12 +435,9 @@ mod tests {
         let faco = OnnxModel::from_proto("faco".into(), init(Network::Faco, Preset::Tiny, 1));
         assert!(wide_direct_spatial_candidates(&release));
         if cfg!(target_arch = "x86_64") {
-            let shapes = [
-                ("mesh_image", vec![1, 3, 256, 256]),
-                ("reference", vec![1, 3, 256, 256]),
-                ("time_code", vec![1, 13]),
-            ];
-            let prepared = TractBackend::default().prepare(&release, &shapes).unwrap();
+            let prepared = TractBackend::default()
+                .prepare(&release, &renderer_shapes())
+                .unwrap();
             let ops: Vec<String> = prepared
                 .plan
                 .model()

@@ -7,6 +7,21 @@ use std::path::{Path, PathBuf};
 use moda_edge::model::Tensor;
 use moda_edge::util::npy;
 
+/// A command that starts the `moda-edge` binary built with the tests. Cross-built test
+/// binaries run under qemu, so the CLI they start goes through the same runner, named by
+/// `$MODA_TEST_EXE_WRAPPER`.
+pub fn moda_edge_command() -> std::process::Command {
+    let exe = env!("CARGO_BIN_EXE_moda-edge");
+    match std::env::var_os("MODA_TEST_EXE_WRAPPER") {
+        Some(wrapper) => {
+            let mut c = std::process::Command::new(wrapper);
+            c.arg(exe);
+            c
+        }
+        None => std::process::Command::new(exe),
+    }
+}
+
 /// `../shared/reference` beside the checkout (or `$MODA_REFERENCE`).
 pub fn reference_dir() -> PathBuf {
     if let Ok(dir) = std::env::var("MODA_REFERENCE") {
