@@ -10,7 +10,9 @@ use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
 use crate::backend::tract::{OpTime, TractBackend};
-use crate::backend::{Backend, BackendError, OnnxModel, Prepared, Session, ShapeError};
+use crate::backend::{
+    Backend, BackendError, OnnxModel, PrepareOptions, Prepared, Session, ShapeError,
+};
 use crate::model::import::Network;
 use crate::model::Tensor;
 
@@ -63,11 +65,13 @@ pub enum BenchError {
     Shape(#[from] ShapeError),
     #[error(transparent)]
     Backend(#[from] BackendError),
-    #[error("cannot write benchmark inputs to {path}: {source}")]
+    #[error("cannot write benchmark inputs to {}", path.display())]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Npy(#[from] crate::util::npy::NpyError),
     #[error("ONNX Runtime comparison failed ({python}): {detail}")]
     Ort { python: String, detail: String },
 }
@@ -84,7 +88,8 @@ fn inputs(
     model
         .inputs
         .iter()
-        .map(|(name, _)| {
+        .map(|decl| {
+            let name = &decl.name;
             let shape = match (network, name.as_str()) {
                 (Network::Moda, "waveform") => vec![1, samples],
                 (Network::Moda, "mel") => vec![1, 4 * frames, 80],
@@ -149,9 +154,9 @@ pub fn run(
             "{}: preparing tract ({shapes_txt})",
             network.name()
         ));
-        let prepared = backend.prepare(&model, &shapes)?;
+        let prepared = backend.prepare(&model, &PrepareOptions::shapes(&shapes))?;
         let mut session = prepared.session()?;
-        crate::backend::fill_inputs(&prepared, &mut session, &inputs);
+        crate::backend::fill_inputs(&prepared, &mut session, &inputs)?;
         session.run()?; // warm-up
         let (mut requests, mut system_calls) = (0, 0);
         let mut runs = Vec::with_capacity(opts.iters);
@@ -236,10 +241,7 @@ fn ort_median(
     cmd.arg("--bench").arg(opts.iters.to_string());
     for (name, t) in inputs {
         let path = dir.join(format!("{name}.npy"));
-        crate::util::npy::write(&path, t).map_err(|e| BenchError::Io {
-            path: path.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
+        crate::util::npy::write(&path, t)?;
         cmd.arg("--input").arg(format!("{name}={}", path.display()));
     }
     let fail = |detail: String| BenchError::Ort {
@@ -337,11 +339,11 @@ pub fn profile_table(rows: &[BenchRow]) -> String {
 /// Returns the median over `frames` frames in milliseconds (one thread).
 ///
 /// # Errors
-/// When the drawing tables cannot be loaded.
+/// When the drawing tables cannot be loaded or a buffer does not fit.
 pub fn frame_overhead_ms(
     avatar: &crate::face::avatar::Avatar,
     frames: usize,
-) -> Result<f64, String> {
+) -> Result<f64, crate::pipeline::FrameError> {
     use crate::draw::condition::{ConditionDrawer, DrawSettings};
     use crate::draw::convert::{u8_hwc_to_unit_chw, unit_chw_to_u8_hwc};
     use crate::draw::timecode::time_code;
@@ -349,15 +351,14 @@ pub fn frame_overhead_ms(
 
     let side = avatar.config.canvas;
     let repr = avatar.repr();
-    let tables = Tables::official().map_err(|e| e.to_string())?;
+    let tables = Tables::official()?;
     let mut drawer = ConditionDrawer::new(
         DrawSettings {
             width: side,
             height: side,
         },
         tables,
-    )
-    .map_err(|e| e.to_string())?;
+    )?;
     let mut rng = ChaCha8Rng::seed_from_u64(11);
     // Small residuals around the rest pose, as a talking head produces.
     let face: Vec<f32> = (0..1434).map(|_| rng.random_range(-1.0f32..1.0)).collect();
@@ -372,14 +373,11 @@ pub fn frame_overhead_ms(
     for k in 0..frames {
         let head = [0.5 * (k as f32 * 0.1).sin(), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0];
         let t0 = Instant::now();
-        repr.project_frame(&face, &head, &torso, &mut face_px, &mut shoulder_px)
-            .map_err(|e| e.to_string())?;
-        drawer
-            .process(&face_px, &shoulder_px, &mut cond)
-            .map_err(|e| e.to_string())?;
-        u8_hwc_to_unit_chw(&cond, side, side, &mut unit).map_err(|e| e.to_string())?;
+        repr.project_frame(&face, &head, &torso, &mut face_px, &mut shoulder_px)?;
+        drawer.process(&face_px, &shoulder_px, &mut cond)?;
+        u8_hwc_to_unit_chw(&cond, side, side, &mut unit)?;
         time.copy_from_slice(&time_code(k));
-        unit_chw_to_u8_hwc(&unit, side, side, &mut out).map_err(|e| e.to_string())?;
+        unit_chw_to_u8_hwc(&unit, side, side, &mut out)?;
         runs.push(t0.elapsed().as_secs_f64() * 1e3);
         std::hint::black_box((&out, &time));
     }

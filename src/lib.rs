@@ -1,8 +1,9 @@
 //! moda-edge: the MODA talking-portrait system (audio → motion → face mesh → rendered portrait)
 //! for NVIDIA Jetson Orin, with a pure-Rust CPU backend that runs the same ONNX graphs.
 //!
-//! Module boundaries follow `ARCHITECTURE.md`: `model` and `face` know nothing of devices,
-//! devices know nothing of networks.
+//! The module boundaries and the data that crosses them are described in
+//! `docs/architecture.md`: `model` and `face` know nothing of devices, devices know nothing of
+//! networks, and only `backend` (and the graph writer in `model`) touches the inference runtime.
 
 #[cfg(any(feature = "cuda", feature = "tensorrt"))]
 compile_error!(
@@ -13,11 +14,13 @@ compile_error!(
 pub mod audio;
 pub mod backend;
 pub mod bench;
+pub mod clock;
 pub mod draw;
 pub mod face;
 pub mod model;
 pub mod motion;
 pub mod offline;
+pub mod pipeline;
 pub mod sink;
 pub mod util;
 

@@ -109,9 +109,7 @@ fn models_swapped_by_name_are_refused_before_rendering() {
     let models = dir.path().join("models");
     write_tiny_models(&models);
     std::fs::copy(models.join("faco.onnx"), models.join("moda.onnx")).unwrap();
-    let err = Models::load(&models)
-        .err()
-        .expect("faco.onnx saved as moda.onnx");
+    let err = Models::load(&models).expect_err("faco.onnx saved as moda.onnx");
     let msg = err.to_string();
     assert!(
         msg.contains("moda.onnx is a faco model") && msg.contains("expected a moda model"),

@@ -188,30 +188,3 @@ fn unit_mapping_matches_the_renderer_golden_values() {
         mesh.len()
     );
 }
-
-/// `cargo test --release --test draw_golden -- --ignored --nocapture` prints the cost per frame.
-#[test]
-#[ignore]
-fn time_condition_drawing() {
-    let (_, face_px) = read_f64("golden/e2e/face_px.npy");
-    let (_, shoulder_px) = read_f64("golden/e2e/shoulder_px.npy");
-    let mut drawer =
-        ConditionDrawer::new(DrawSettings::default(), Tables::official().unwrap()).unwrap();
-    let mut out = vec![0u8; 512 * 512 * 3];
-    let frames: Vec<_> = (0..208)
-        .map(|k| {
-            (
-                pairs(&face_px[k * 956..(k + 1) * 956]),
-                pairs(&shoulder_px[k * 36..(k + 1) * 36]),
-            )
-        })
-        .collect();
-    let start = std::time::Instant::now();
-    for (face, sh) in frames.iter().cycle().take(1040) {
-        drawer.process(face, sh, &mut out).unwrap();
-    }
-    println!(
-        "condition drawing: {:.3} ms per frame",
-        start.elapsed().as_secs_f64() * 1e3 / 1040.0
-    );
-}

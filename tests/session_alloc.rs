@@ -12,7 +12,7 @@ use std::sync::Mutex;
 
 use moda_edge::backend::recycle::{self, Recycler, RunScope, Stats};
 use moda_edge::backend::tract::TractBackend;
-use moda_edge::backend::{Backend, OnnxModel, Prepared, Session};
+use moda_edge::backend::{Backend, OnnxModel, PrepareOptions, Prepared, Session};
 use moda_edge::model::import::{init, Network};
 use moda_edge::model::Preset;
 
@@ -25,8 +25,8 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn shapes(network: Network) -> Vec<(&'static str, Vec<usize>)> {
-    match network {
+fn shapes(network: Network) -> PrepareOptions {
+    PrepareOptions::shapes(&match network {
         Network::Faco => vec![
             ("lip", vec![1, 30, 120]),
             ("eye", vec![1, 30, 180]),
@@ -42,7 +42,7 @@ fn shapes(network: Network) -> Vec<(&'static str, Vec<usize>)> {
             ("template", vec![1, 1434]),
             ("noise", vec![1, 30, 128]),
         ],
-    }
+    })
 }
 
 /// The counters' change over one call of `f`.
@@ -53,7 +53,9 @@ fn measure(f: impl FnOnce()) -> Stats {
 }
 
 fn outputs(session: &impl Session, n: usize) -> Vec<Vec<f32>> {
-    (0..n).map(|i| session.output(i).to_vec()).collect()
+    (0..n)
+        .map(|i| session.output_f32(i).unwrap().to_vec())
+        .collect()
 }
 
 #[test]
@@ -61,7 +63,7 @@ fn warm_runs_take_nothing_from_the_system_heap_and_match_unrecycled_runs() {
     let _serial = serial();
     for network in [Network::Faco, Network::Renderer, Network::Moda] {
         let name = network.name();
-        let model = OnnxModel::from_proto(name.into(), init(network, Preset::Tiny, 3));
+        let model = OnnxModel::from_proto(name, &init(network, Preset::Tiny, 3));
         let prepared = TractBackend::default()
             .prepare(&model, &shapes(network))
             .unwrap();
@@ -112,8 +114,8 @@ fn warm_runs_take_nothing_from_the_system_heap_and_match_unrecycled_runs() {
 
         // Filling inputs and reading outputs go through the session's own buffers.
         let access = measure(|| {
-            session.input_mut(0)[0] = 0.5;
-            assert!(session.output(0).iter().all(|v| v.is_finite()));
+            session.input_f32(0).unwrap()[0] = 0.5;
+            assert!(session.output_f32(0).unwrap().iter().all(|v| v.is_finite()));
         });
         assert_eq!(access.system_calls, 0, "{name}: buffer access allocated");
 
@@ -127,9 +129,36 @@ fn warm_runs_take_nothing_from_the_system_heap_and_match_unrecycled_runs() {
     }
 }
 
+#[test]
+fn dropping_one_session_keeps_the_pool_for_the_others() {
+    let _serial = serial();
+    let model = OnnxModel::from_proto("faco", &init(Network::Faco, Preset::Tiny, 5));
+    let prepared = TractBackend::default()
+        .prepare(&model, &shapes(Network::Faco))
+        .unwrap();
+    let mut kept = prepared.session().unwrap();
+    let mut other = prepared.session().unwrap();
+    fill(&mut kept, prepared.inputs().len());
+    fill(&mut other, prepared.inputs().len());
+    kept.run().unwrap();
+    other.run().unwrap();
+    drop(other);
+    assert!(
+        recycle::stats().pooled_bytes > 0,
+        "one session is still alive: its pool stays"
+    );
+    let r = measure(|| kept.run().unwrap());
+    assert_eq!(
+        r.system_calls, 0,
+        "the surviving session's run refilled: {r:?}"
+    );
+    drop(kept);
+    assert_eq!(recycle::stats().pooled_bytes, 0, "the last session trims");
+}
+
 fn fill(session: &mut impl Session, inputs: usize) {
     for i in 0..inputs {
-        for (k, v) in session.input_mut(i).iter_mut().enumerate() {
+        for (k, v) in session.input_f32(i).unwrap().iter_mut().enumerate() {
             *v = ((k % 13) as f32 - 6.0) * 0.07;
         }
     }
@@ -139,7 +168,7 @@ fn fill(session: &mut impl Session, inputs: usize) {
 fn a_two_thread_backend_recycles_on_its_workers_too() {
     let _serial = serial();
     let network = Network::Renderer;
-    let model = OnnxModel::from_proto("renderer".into(), init(network, Preset::Tiny, 4));
+    let model = OnnxModel::from_proto("renderer", &init(network, Preset::Tiny, 4));
     let one = TractBackend::default()
         .prepare(&model, &shapes(network))
         .unwrap();
@@ -175,9 +204,10 @@ fn a_two_thread_backend_recycles_on_its_workers_too() {
         runs - 9
     );
     let diff = single
-        .output(0)
+        .output_f32(0)
+        .unwrap()
         .iter()
-        .zip(session.output(0))
+        .zip(session.output_f32(0).unwrap())
         .map(|(a, b)| (a - b).abs())
         .fold(0f32, f32::max);
     assert!(diff < 1e-5, "2 threads differ from 1 by {diff}");
@@ -268,7 +298,7 @@ fn bench_reports_warm_runs_served_without_the_system_allocator() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().to_str().unwrap();
     let cli = |args: &[&str]| {
-        let out = common::moda_edge_command().args(args).output().unwrap();
+        let out = common::output_within(common::moda_edge_command().args(args), 600);
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
         assert!(out.status.success(), "{args:?}: {stderr}");
         String::from_utf8_lossy(&out.stdout).into_owned()

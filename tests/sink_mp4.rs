@@ -8,7 +8,8 @@ use std::sync::{Arc, Mutex};
 use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
-use moda_edge::sink::{self, SinkError, SinkSettings, SinkUri};
+use moda_edge::clock::{FrameClock, Pts};
+use moda_edge::sink::{self, Frame, FrameSink, SinkError, SinkSettings, SinkUri, WriteOutcome};
 
 mod common;
 
@@ -192,13 +193,48 @@ fn bright_centroid(rgb: &[u8]) -> (f64, f64) {
     (sx / n, sy / n)
 }
 
+/// Settings for W×H frames with 16 kHz audio when `audio` is given.
+fn settings(audio: bool) -> SinkSettings {
+    let s = SinkSettings::new(W, H);
+    if audio {
+        s.with_audio(16_000)
+    } else {
+        s
+    }
+}
+
+/// Frame `k` of the test pattern, stamped at k/30 s.
+fn write(out: &mut dyn FrameSink, k: u64) {
+    let rgb = pattern(k);
+    let pts = FrameClock::MODA.frame_pts(Pts::ZERO, k);
+    let outcome = out
+        .write_frame(&Frame::rgb(k, pts, &rgb))
+        .expect("write frame");
+    assert_eq!(outcome, WriteOutcome::Written);
+}
+
+/// Writes `frames` frames, handing over the audio in 0.1 s pieces half a second ahead of the
+/// frame being written, as `render` does.
 fn write_mp4(path: &Path, frames: u64, audio: Option<&[f32]>) -> sink::SinkSummary {
     sink::init_gstreamer().expect("GStreamer initialises");
     let uri = SinkUri::parse(&format!("file://{}", path.display())).expect("uri");
-    let mut out = sink::open(&uri, &SinkSettings::new(W, H, audio)).expect("open mp4 sink");
+    let mut out = sink::open(&uri, &settings(audio.is_some())).expect("open mp4 sink");
+    let clock = FrameClock::MODA;
+    let mut sent = 0usize;
+    let mut send = |out: &mut Box<dyn FrameSink>, until: usize| {
+        let Some(a) = audio else { return };
+        while sent < until.min(a.len()) {
+            let end = (sent + 1600).min(until).min(a.len());
+            out.write_audio(&a[sent..end], clock.sample_pts(Pts::ZERO, sent as u64))
+                .expect("write audio");
+            sent = end;
+        }
+    };
     for k in 0..frames {
-        out.write_frame(&pattern(k)).expect("write frame");
+        send(&mut out, clock.first_sample(k + 1) as usize + 8000);
+        write(out.as_mut(), k);
     }
+    send(&mut out, usize::MAX);
     out.finish().expect("finish mp4")
 }
 
@@ -290,10 +326,7 @@ fn mp4_without_audio_has_only_video() {
 fn missing_directory_is_a_clear_error() {
     sink::init_gstreamer().expect("GStreamer initialises");
     let uri = SinkUri::parse("file:///nonexistent-dir/x.mp4").expect("uri");
-    let speech = tone(0.1, 0.0);
-    let err = sink::open(&uri, &SinkSettings::new(W, H, Some(&speech)))
-        .err()
-        .expect("must fail");
+    let err = sink::open(&uri, &settings(true)).err().expect("must fail");
     assert!(matches!(err, SinkError::Create { .. }), "{err}");
     let msg = err.to_string();
     assert!(
@@ -307,7 +340,7 @@ fn odd_sizes_and_bad_uris_are_refused() {
     sink::init_gstreamer().expect("GStreamer initialises");
     let dir = tempfile::tempdir().expect("tempdir");
     let uri = SinkUri::File(dir.path().join("odd.mp4"));
-    let err = sink::open(&uri, &SinkSettings::new(255, 256, None))
+    let err = sink::open(&uri, &SinkSettings::new(255, 256))
         .err()
         .expect("odd width");
     assert!(matches!(err, SinkError::Settings { .. }), "{err}");
@@ -329,22 +362,29 @@ fn audio_longer_than_video_is_kept_whole() {
 }
 
 #[test]
-fn dropping_an_unfinished_sink_does_not_hang() {
+fn dropping_an_unfinished_sink_does_not_hang_and_leaves_the_old_file() {
     sink::init_gstreamer().expect("GStreamer initialises");
     let dir = tempfile::tempdir().expect("tempdir");
-    let uri = SinkUri::File(dir.path().join("dropped.mp4"));
+    let target = dir.path().join("dropped.mp4");
+    std::fs::write(&target, b"the previous video").unwrap();
+    let uri = SinkUri::File(target.clone());
     let speech = tone(1.0, 0.0);
-    let mut out = sink::open(&uri, &SinkSettings::new(W, H, Some(&speech))).expect("open");
+    let mut out = sink::open(&uri, &settings(true)).expect("open");
+    out.write_audio(&speech, Pts::ZERO).expect("audio");
     for k in 0..3 {
-        out.write_frame(&pattern(k)).expect("write frame");
+        write(out.as_mut(), k);
     }
     drop(out);
+    assert_eq!(std::fs::read(&target).unwrap(), b"the previous video");
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+    assert_eq!(left.len(), 1, "the temporary file is removed: {left:?}");
 }
 
 /// `render` end to end into an mp4: 208 frames of 30 fps video and the whole speech as audio.
 #[test]
 fn render_writes_an_mp4_with_the_speech_in_sync() {
-    use moda_edge::offline::{render, Layout, Models, Noise, RenderOptions};
+    use moda_edge::motion::Noise;
+    use moda_edge::offline::{render, Layout, Models, RenderOptions};
     sink::init_gstreamer().expect("GStreamer initialises");
     let dir = tempfile::tempdir().unwrap();
     let (avatar_dir, models_dir) = common::golden_render_fixture(dir.path());

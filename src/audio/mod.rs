@@ -1,8 +1,8 @@
 //! Audio front end: WAV in → 16 kHz mono float32 → whole-file normalization, and the
-//! [`AudioSource`] trait through which the live pipeline pulls samples.
+//! [`AudioSource`] trait through which the live pipeline pulls timestamped samples.
 //!
-//! The offline path reproduces `librosa.load(path, sr=16000)` followed by the wav2vec2 feature
-//! extractor's `do_normalize` (`reference/MODA_INFERENCE.md` §1):
+//! The offline path reproduces the official preprocessing, `librosa.load(path, sr=16000)`
+//! followed by the wav2vec2 feature extractor's `do_normalize` over the whole file:
 //!
 //! ```text
 //! read_wav ──▶ mono (channel mean) ──▶ resample_to_16k ──▶ normalize ──▶ MODA waveform [1, N]
@@ -24,7 +24,9 @@ use std::path::{Path, PathBuf};
 
 pub use normalize::{normalize, normalize_in_place, numpy_pairwise_sum_f32, NORM_EPS};
 pub use resample::{resample, resample_to_16k, resampled_len};
-pub use source::{Synthetic, SyntheticSource, WavSource};
+pub use source::{
+    AudioSource, Captured, SourceError, SourceErrorKind, Synthetic, SyntheticSource, WavSource,
+};
 pub use wav::{decode_wav, read_wav, WavAudio};
 
 /// The sample rate every network input uses.
@@ -51,22 +53,6 @@ pub enum AudioError {
     /// A sample rate of zero or one the resampler cannot handle.
     #[error("cannot resample {from} Hz audio to {to} Hz: {detail}")]
     Resample { from: u32, to: u32, detail: String },
-}
-
-/// A pull source of mono float32 samples at a fixed rate (a microphone, a WAV file, a test
-/// signal). The live pipeline owns one and calls [`read`](AudioSource::read) from its capture
-/// thread.
-pub trait AudioSource: Send {
-    /// Fills the front of `out` with the next samples and returns how many were written.
-    /// `Ok(0)` with a non-empty `out` means the end of the stream; a source that never ends
-    /// always fills `out` completely. Does not allocate.
-    ///
-    /// # Errors
-    /// A device or file error; the kind says whether to retry.
-    fn read(&mut self, out: &mut [f32]) -> Result<usize, AudioError>;
-
-    /// Samples per second of what [`read`](AudioSource::read) returns.
-    fn sample_rate(&self) -> u32;
 }
 
 /// Reads a WAV file and returns its mono samples at 16 kHz (`librosa.load(path, sr=16000)`):

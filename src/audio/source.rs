@@ -1,10 +1,93 @@
-//! [`AudioSource`] implementations that need no device: a WAV file played once, and a
-//! synthetic signal (sine or silence). The ALSA capture source lives beside them once the live
-//! pipeline needs it.
+//! [`AudioSource`]: where live audio comes from, one trait for every device, and the
+//! implementations that need no device: a WAV file played once, and a synthetic signal (sine
+//! or silence). Device sources live beside them.
+//!
+//! A read hands out samples with the capture time of the first one ([`Captured`]) and says how
+//! many were lost before them (an overrun, when the device's buffer filled up before the
+//! reader came back). Errors say what to do ([`SourceErrorKind`]): try again later (a device
+//! that is missing or unplugged), reopen the device (it failed mid-stream), or give up (a bad
+//! file, a bad configuration).
 
 use std::path::Path;
 
-use super::{load_wav_16k, AudioError, AudioSource, SAMPLE_RATE};
+use super::{load_wav_16k, AudioError, SAMPLE_RATE};
+use crate::clock::{FrameClock, Pts};
+
+/// What one [`AudioSource::read`] delivered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Captured {
+    /// Samples written to the front of the buffer; 0 (for a non-empty buffer) at the end of
+    /// the stream.
+    pub samples: usize,
+    /// Capture time of the first of them, on the source's clock (monotonic time for devices,
+    /// the position in the stream for files and test signals).
+    pub timestamp: Pts,
+    /// Samples lost just before these (an overrun), 0 normally.
+    pub lost: u64,
+}
+
+/// What the caller should do about a [`SourceError`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SourceErrorKind {
+    /// The device is not there now: keep running without it and try again later.
+    Retry,
+    /// The device failed mid-stream: close it and open it again.
+    Reopen,
+    /// Retrying will not help (a bad file or setting).
+    Fatal,
+}
+
+/// Errors of audio sources.
+#[derive(Debug, thiserror::Error)]
+pub enum SourceError {
+    #[error(transparent)]
+    File(#[from] AudioError),
+    #[error("audio source {name} is not available")]
+    Unavailable {
+        name: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("audio source {name} failed")]
+    Failed {
+        name: String,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("audio source {name}: {detail}")]
+    Config { name: String, detail: String },
+}
+
+impl SourceError {
+    pub fn kind(&self) -> SourceErrorKind {
+        match self {
+            SourceError::Unavailable { .. } => SourceErrorKind::Retry,
+            SourceError::Failed { .. } => SourceErrorKind::Reopen,
+            SourceError::File(_) | SourceError::Config { .. } => SourceErrorKind::Fatal,
+        }
+    }
+}
+
+/// A pull source of mono float32 samples at a fixed rate (a microphone, a WAV file, a test
+/// signal). The live pipeline owns one on its capture thread.
+pub trait AudioSource: Send {
+    /// Fills the front of `out` with the next samples. A source that never ends fills `out`
+    /// completely (waiting for the device as long as it takes); `samples == 0` with a
+    /// non-empty `out` means the end of the stream. Does not allocate.
+    ///
+    /// # Errors
+    /// A device or file error; [`SourceError::kind`] says whether to retry, reopen or stop.
+    fn read(&mut self, out: &mut [f32]) -> Result<Captured, SourceError>;
+
+    /// Samples per second of what [`AudioSource::read`] returns.
+    fn sample_rate(&self) -> u32;
+}
+
+/// The stream-position timestamp of sample `pos` at `rate`.
+fn position(pos: usize, rate: u32) -> Pts {
+    match FrameClock::new(30, rate) {
+        Some(c) => c.sample_pts(Pts::ZERO, pos as u64),
+        None => Pts::ZERO,
+    }
+}
 
 /// A WAV file decoded up front (mono, 16 kHz) and handed out in order; ends after the last
 /// sample.
@@ -40,11 +123,16 @@ impl WavSource {
 }
 
 impl AudioSource for WavSource {
-    fn read(&mut self, out: &mut [f32]) -> Result<usize, AudioError> {
+    fn read(&mut self, out: &mut [f32]) -> Result<Captured, SourceError> {
         let n = out.len().min(self.remaining());
         out[..n].copy_from_slice(&self.samples[self.pos..self.pos + n]);
+        let timestamp = position(self.pos, self.rate);
         self.pos += n;
-        Ok(n)
+        Ok(Captured {
+            samples: n,
+            timestamp,
+            lost: 0,
+        })
     }
 
     fn sample_rate(&self) -> u32 {
@@ -84,7 +172,7 @@ impl SyntheticSource {
 }
 
 impl AudioSource for SyntheticSource {
-    fn read(&mut self, out: &mut [f32]) -> Result<usize, AudioError> {
+    fn read(&mut self, out: &mut [f32]) -> Result<Captured, SourceError> {
         let n = match self.len {
             Some(len) => out.len().min(len - self.pos),
             None => out.len(),
@@ -101,8 +189,13 @@ impl AudioSource for SyntheticSource {
                 }
             }
         }
+        let timestamp = position(self.pos, self.rate);
         self.pos += n;
-        Ok(n)
+        Ok(Captured {
+            samples: n,
+            timestamp,
+            lost: 0,
+        })
     }
 
     fn sample_rate(&self) -> u32 {
@@ -118,11 +211,18 @@ mod tests {
         let mut all = Vec::new();
         let mut buf = vec![0.0; chunk];
         loop {
-            let n = src.read(&mut buf).unwrap();
-            if n == 0 {
+            let before = all.len();
+            let got = src.read(&mut buf).unwrap();
+            if got.samples == 0 {
                 return all;
             }
-            all.extend_from_slice(&buf[..n]);
+            let want = position(before, src.sample_rate());
+            assert_eq!(
+                got.timestamp, want,
+                "sample {before} is stamped with its time"
+            );
+            assert_eq!(got.lost, 0);
+            all.extend_from_slice(&buf[..got.samples]);
         }
     }
 
@@ -132,7 +232,7 @@ mod tests {
         let mut src = WavSource::from_samples(x.clone(), 16_000);
         assert_eq!(src.sample_rate(), 16_000);
         assert_eq!(drain(&mut src, 333), x);
-        assert_eq!(src.read(&mut [0.0; 4]).unwrap(), 0);
+        assert_eq!(src.read(&mut [0.0; 4]).unwrap().samples, 0);
     }
 
     #[test]
@@ -179,7 +279,7 @@ mod tests {
         let mut src = SyntheticSource::new(Synthetic::Silence, 16_000, None);
         let mut buf = [1.0f32; 256];
         for _ in 0..10 {
-            assert_eq!(src.read(&mut buf).unwrap(), 256);
+            assert_eq!(src.read(&mut buf).unwrap().samples, 256);
         }
         assert!(buf.iter().all(|&v| v == 0.0));
     }

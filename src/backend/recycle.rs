@@ -107,6 +107,15 @@ fn block(layout: Layout) -> Option<Layout> {
     Layout::from_size_align(size, layout.align()).ok()
 }
 
+/// [`block`] of a layout that was allocated, so it rounded once already. An allocator must not
+/// unwind, so the impossible failure aborts instead of panicking.
+fn rounded(layout: Layout) -> Layout {
+    match block(layout) {
+        Some(b) => b,
+        None => std::process::abort(),
+    }
+}
+
 impl Pool {
     /// Slot of class (size, align), or the vacant slot where it would go, or `None` when full.
     fn slot(&self, size: usize, align: usize) -> Option<usize> {
@@ -158,18 +167,25 @@ impl Pool {
         true
     }
 
-    /// Gives every pooled block back to the system.
+    /// Gives every pooled block back to the system and empties the class table, so classes
+    /// of graphs no longer run do not keep slots.
     fn drain(&mut self) {
-        for class in self.classes.iter_mut().filter(|c| c.blocks > 0) {
-            let b = Layout::from_size_align(class.size, class.align).expect("valid pooled layout");
-            while class.blocks > 0 {
-                let p = class.head;
-                // SAFETY: as in `pop`: `p` is a pooled block whose first word links the next.
-                class.head = unsafe { p.cast::<*mut u8>().read_unaligned() };
-                class.blocks -= 1;
-                // SAFETY: `p` came from `System` with layout `b` and nobody else holds it.
-                unsafe { System.dealloc(p, b) };
+        for class in self.classes.iter_mut() {
+            if class.blocks > 0 {
+                // A pooled class was built from a valid layout in `push`.
+                let Ok(b) = Layout::from_size_align(class.size, class.align) else {
+                    std::process::abort();
+                };
+                while class.blocks > 0 {
+                    let p = class.head;
+                    // SAFETY: as in `pop`: `p` is a pooled block whose first word links the next.
+                    class.head = unsafe { p.cast::<*mut u8>().read_unaligned() };
+                    class.blocks -= 1;
+                    // SAFETY: `p` came from `System` with layout `b` and nobody else holds it.
+                    unsafe { System.dealloc(p, b) };
+                }
             }
+            *class = VACANT;
         }
         self.bytes = 0;
         self.blocks = 0;
@@ -219,7 +235,7 @@ unsafe impl GlobalAlloc for Recycler {
     }
 
     unsafe fn dealloc(&self, p: *mut u8, layout: Layout) {
-        let b = block(layout).expect("a layout that was allocated rounds again");
+        let b = rounded(layout);
         if in_scope() {
             if pool().push(p, b, CAPACITY.load(Relaxed)) {
                 return;
@@ -245,7 +261,7 @@ unsafe impl GlobalAlloc for Recycler {
                 return q;
             }
         }
-        let b = block(layout).expect("a layout that was allocated rounds again");
+        let b = rounded(layout);
         let Some(nb) = Layout::from_size_align(new_size, layout.align())
             .ok()
             .and_then(block)
@@ -355,4 +371,34 @@ pub fn set_enabled(on: bool) {
 /// Gives every pooled block back to the system; the next run in a scope fills the pool again.
 pub fn trim() {
     pool().drain();
+}
+
+/// Sessions holding the pool; the last one to go trims it.
+static USERS: AtomicUsize = AtomicUsize::new(0);
+
+/// A claim on the run pool, held by every CPU session: while any claim lives the pool keeps its
+/// blocks (another session's next run needs them); when the last one is dropped the pool is
+/// trimmed and its memory goes back to the system.
+#[derive(Debug)]
+pub struct PoolUser(());
+
+impl PoolUser {
+    pub fn new() -> PoolUser {
+        USERS.fetch_add(1, Relaxed);
+        PoolUser(())
+    }
+}
+
+impl Default for PoolUser {
+    fn default() -> Self {
+        PoolUser::new()
+    }
+}
+
+impl Drop for PoolUser {
+    fn drop(&mut self) {
+        if USERS.fetch_sub(1, Relaxed) == 1 {
+            trim();
+        }
+    }
 }

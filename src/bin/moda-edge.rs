@@ -232,18 +232,13 @@ fn main() -> ExitCode {
     }
 }
 
-/// The error and its causes on one line. A cause whose text the message already carries (our
-/// error types print their source themselves) is not repeated.
+/// The error and its causes on one line. Every error type of the library prints its cause
+/// either in its own text or as `source()`, never both, so the chain has no repeats.
 fn one_line(e: &anyhow::Error) -> String {
-    let mut line = String::new();
-    for cause in e.chain().map(ToString::to_string) {
-        if line.is_empty() {
-            line = cause;
-        } else if !line.contains(&cause) {
-            line = format!("{line}: {cause}");
-        }
-    }
-    line
+    e.chain()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join(": ")
 }
 
 fn run(command: Command) -> Result<()> {
@@ -386,7 +381,7 @@ fn models_init(dir: &Path, preset: Preset, seed: u64) -> Result<()> {
 fn bench_cmd(cmd: BenchCmd) -> Result<()> {
     if let Some(dir) = &cmd.overhead {
         let avatar = moda_edge::face::avatar::Avatar::load(dir)?;
-        let ms = moda_edge::bench::frame_overhead_ms(&avatar, 300).map_err(anyhow::Error::msg)?;
+        let ms = moda_edge::bench::frame_overhead_ms(&avatar, 300)?;
         println!(
             "per-frame overhead without networks at {0}×{0}: median {ms:.3} ms (1 thread)",
             avatar.config.canvas
@@ -422,7 +417,8 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
 }
 
 fn render_cmd(cmd: RenderCmd) -> Result<()> {
-    use moda_edge::offline::{render, Models, Noise, RenderOptions};
+    use moda_edge::motion::Noise;
+    use moda_edge::offline::{render, Models, RenderOptions};
     let uri = moda_edge::sink::SinkUri::parse(&cmd.output)?;
     #[cfg(feature = "gstreamer")]
     if matches!(uri, moda_edge::sink::SinkUri::File(_)) {

@@ -1,4 +1,4 @@
-//! The condition-image stage (MODA_INFERENCE.md §5): projected face and shoulder points in,
+//! The condition-image drawing: projected face and shoulder points in,
 //! the renderer's RGB mesh drawing out.
 //!
 //! Drawing follows the official `get_feature_image` on a black BGR canvas: tessellation
@@ -6,7 +6,7 @@
 //! (thickness 2), every segment with `cv2.line` LINE_8 semantics ([`super::raster`]), point
 //! coordinates truncated toward zero. The canvas is finally flipped BGR → RGB.
 //!
-//! The stage is settings plus state (STYLE 4); its state is only the preallocated canvas and
+//! The drawer is settings plus state; its state is only the preallocated canvas and
 //! point buffers, so there is no Stopped/Running lifecycle: drawing opens no resource.
 
 use super::raster::{self, ImageMut};

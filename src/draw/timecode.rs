@@ -1,4 +1,5 @@
-//! The renderer's temporal code (MODA_INFERENCE.md §6): for 0-based frame k,
+//! The renderer's temporal code (the official `get_positional_encoding` with size 1000, 6
+//! frequencies and the input included): for 0-based frame k,
 //! t = k/1000 as float32 and the 13 constants
 //! `[t, sin t, cos t, sin 2t, cos 2t, sin 4t, cos 4t, …, sin 32t, cos 32t]` (float32 arithmetic,
 //! no factor π), broadcast as constant planes.

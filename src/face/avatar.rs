@@ -373,11 +373,10 @@ pub fn write_synthetic(
         detail,
     };
     let bytes = std::fs::read(renderer_onnx).map_err(|e| renderer_err(e.to_string()))?;
-    let model =
-        crate::backend::OnnxModel::from_bytes(renderer_onnx, &bytes).map_err(|e| match e {
-            crate::backend::ShapeError::Load { detail, .. } => renderer_err(detail),
-            other => renderer_err(other.to_string()),
-        })?;
+    let model = crate::model::OnnxModel::from_bytes(renderer_onnx, bytes).map_err(|e| match e {
+        crate::model::ShapeError::NotOnnx { detail, .. } => renderer_err(detail),
+        other => renderer_err(other.to_string()),
+    })?;
     let kind = model.metadata.get("moda.kind").map(String::as_str);
     if kind != Some("renderer") {
         return Err(renderer_err(format!(
@@ -397,7 +396,7 @@ pub fn write_synthetic(
         &subject.shoulders,
         &subject.headmotion,
         &reference,
-        &bytes,
+        model.bytes(),
     )?;
     Ok(config)
 }

@@ -1,4 +1,5 @@
-//! Head-pose de-normalisation and orthographic projection (MODA_INFERENCE.md §5), float64.
+//! Head-pose de-normalisation and orthographic projection, float64, as the official
+//! `denorm_verticies_via_headpose`.
 //!
 //! MODA predicts the face in a canonical space, `v_can = s·R·(v − anchor) + (256, 232, 128)`;
 //! inference inverts it with the centre **(256, 235, 128)**:

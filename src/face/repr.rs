@@ -1,5 +1,6 @@
-//! An avatar's `repr.npz` (MODA_INFERENCE.md §7) and the per-frame step that turns MODA/FaCo
-//! residuals into canvas pixel positions (golden e2e step 8).
+//! An avatar's `repr.npz` (the official per-person means: `templete` 478 × 3, `shoulder`
+//! 18 × 3, `headmotion` 7, float64) and the per-frame step that turns MODA/FaCo residuals into
+//! canvas pixel positions: means plus residuals, then the head pose's de-normalisation.
 
 use std::path::{Path, PathBuf};
 

@@ -23,7 +23,7 @@ pub struct Checkpoint {
 /// where it applies, the key with expected and found shape.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read checkpoint {path}: {source}")]
+    #[error("cannot read checkpoint {path}")]
     Io {
         path: PathBuf,
         source: std::io::Error,

@@ -9,7 +9,7 @@
 //! ```
 //!
 //! Every MLP is Linear, LeakyReLU(0.2), …, Linear, without normalisation. The output is the
-//! residual: the pipeline adds the template afterwards (`MODA_INFERENCE.md` §4).
+//! residual: the pipeline adds the template afterwards, as the official inference does.
 
 use super::checkpoint::{shape_string, Checkpoint, CheckpointError};
 use super::nn::{mlp, mlp_dims, mlp_specs};

@@ -10,6 +10,7 @@
 //! [`import`] strings them together: read, infer, validate strictly, build.
 
 pub mod checkpoint;
+pub mod contract;
 pub mod faco;
 pub mod import;
 pub mod moda;
@@ -22,6 +23,7 @@ pub mod tensor;
 pub mod torch_zip;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
+pub use contract::{DeclaredDim, ElemType, OnnxModel, ShapeError, TensorDecl, TensorDesc};
 pub use tensor::{DType, Tensor, TensorData};
 pub use torch_zip::{load_checkpoint, load_reference_image};
 

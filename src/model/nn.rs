@@ -327,7 +327,7 @@ mod tests {
         let xv = g.input("x", &[Dim::Fixed(1), Dim::Fixed(x.len())]);
         let y = layer(&mut g, &xv);
         g.output(&y, "y", &[Dim::Fixed(1), Dim::Fixed(64)]);
-        let model = OnnxModel::from_proto("test".into(), g.into_model("test", &[]));
+        let model = OnnxModel::from_proto("test", &g.into_model("test", &[]));
         let input = vec![("x".to_string(), Tensor::f32(vec![1, x.len()], x.to_vec()))];
         let out = run_once(&TractBackend::default(), &model, &input).expect("tract runs");
         out[0].1.to_f32_vec()

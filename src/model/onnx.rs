@@ -5,6 +5,8 @@
 //! parser, ONNX Runtime and tract all accept it.
 
 use prost::Message;
+/// The ONNX protobuf types (prost, as tract-onnx generates them).
+pub use tract_onnx::pb;
 use tract_onnx::pb::{
     attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
     AttributeProto, GraphProto, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
@@ -54,12 +56,22 @@ impl Graph {
 
     /// Declares a float32 graph input.
     pub fn input(&mut self, name: &str, dims: &[Dim]) -> V {
-        self.inputs.push(value_info(name, DataType::Float, dims));
+        self.typed_input(name, DataType::Float, dims)
+    }
+
+    /// Declares a graph input of element type `dt`.
+    pub fn typed_input(&mut self, name: &str, dt: DataType, dims: &[Dim]) -> V {
+        self.inputs.push(value_info(name, dt, dims));
         V(name.to_string())
     }
 
     /// Declares `v` as the float32 graph output `name` (through an Identity node).
     pub fn output(&mut self, v: &V, name: &str, dims: &[Dim]) {
+        self.typed_output(v, name, DataType::Float, dims);
+    }
+
+    /// Declares `v` as the graph output `name` of element type `dt` (through an Identity node).
+    pub fn typed_output(&mut self, v: &V, name: &str, dt: DataType, dims: &[Dim]) {
         self.nodes.push(NodeProto {
             input: vec![v.0.clone()],
             output: vec![name.to_string()],
@@ -67,7 +79,7 @@ impl Graph {
             op_type: "Identity".into(),
             ..Default::default()
         });
-        self.outputs.push(value_info(name, DataType::Float, dims));
+        self.outputs.push(value_info(name, dt, dims));
     }
 
     /// A float32 initializer.

@@ -1,6 +1,5 @@
 //! The portrait renderer: the official `Render_G` wrapper around `RenderGenerator_normal`
-//! (one residual block per side of each U-Net level) or `RenderGenerator_large` (two), as
-//! described in `MODA_INFERENCE.md` §6.
+//! (one residual block per side of each U-Net level) or `RenderGenerator_large` (two).
 //!
 //! The U-Net has `num_downs` nested blocks, outermost first. Block b maps `outer` channels to
 //! `inner = ngf·min(2^b, 8)` channels and back; the outermost block takes the 19 input channels

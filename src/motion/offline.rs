@@ -1,4 +1,4 @@
-//! Offline windowing of the official `generate_sequences` (`reference/MODA_INFERENCE.md` §3):
+//! Offline windowing of the official `generate_sequences`:
 //! 20 s windows every 10 s over the whole normalized waveform, each run through MODANet with
 //! its own frame count, then merged with a plain mean over the overlap.
 //!

@@ -1,7 +1,7 @@
 //! Temporal Gaussian smoothing with the exact semantics of
 //! `scipy.ndimage.gaussian_filter1d(x, sigma, axis=0)` (mode `'reflect'`, truncate 4) on
 //! float32 data, as the official code applies it to the merged MODA streams and to FaCo's
-//! non-semantic vertices (`reference/MODA_INFERENCE.md` §3).
+//! non-semantic vertices.
 //!
 //! scipy's arithmetic, repeated here step by step:
 //! * radius r = int(4σ + 0.5); weights w_k = exp(−0.5/σ² · k²) for k = −r..r, divided by

@@ -1,6 +1,6 @@
 //! Frame sinks: where rendered uint8 RGB frames go.
 //!
-//! A sink is chosen by a URI, parsed once at start into [`SinkUri`] (STYLE rule 3), and
+//! A sink is chosen by a URI, parsed once at start into [`SinkUri`], and
 //! opened by the single exhaustive [`open`]. Every sink implements [`FrameSink`]:
 //!
 //! | URI | sink |
@@ -12,9 +12,16 @@
 //! `v4l2://` and `display://` are reserved for the live service and are refused here with a
 //! clear message.
 //!
-//! Frames are row-major HWC RGB, `width * height * 3` bytes, at `fps` frames per second; frame
-//! `k` starts at `k / fps` seconds. Audio, when given, is mono float32 at `sample_rate` and starts
-//! at 0 as well, so picture and sound share one time origin.
+//! A [`Frame`] is row-major HWC RGB, `width * height * 3` bytes, with its index and its
+//! presentation timestamp ([`Pts`], nanoseconds on the stream's clock); writing it returns a
+//! [`WriteOutcome`] (written, or for live outputs late or dropped). Audio takes its own path,
+//! [`FrameSink::write_audio`]: mono float32 samples at the rate given at open, stamped with the
+//! time of their first sample on the same clock, so picture and sound share one time origin.
+//! Sinks are `Send`, so a driver can own one on its output thread.
+//!
+//! Files are written atomically: to a temporary file beside the target, renamed over it by
+//! [`FrameSink::finish`]. A sink dropped unfinished (a failed or aborted run) removes its
+//! temporary file, so a previous output at the target stays intact and nothing is left behind.
 
 #[cfg(feature = "gstreamer")]
 mod mp4;
@@ -25,6 +32,8 @@ pub mod y4m;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
+
+use crate::clock::Pts;
 
 /// The URI forms accepted by [`SinkUri::parse`], for error messages and `--help` texts.
 pub const ACCEPTED_FORMS: &str = "y4m://PATH.y4m, file://PATH.mp4, PATH.mp4, PATH.y4m or null:// \
@@ -127,30 +136,35 @@ pub const DEFAULT_FPS: u32 = 30;
 pub const DEFAULT_SAMPLE_RATE: u32 = 16_000;
 
 /// What a sink is opened for: picture size, frame rate and the optional sound track.
-#[derive(Debug, Clone, Copy)]
-pub struct SinkSettings<'a> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SinkSettings {
     /// Frame width in pixels.
     pub width: u32,
     /// Frame height in pixels.
     pub height: u32,
     /// Frames per second (integer; MODA uses 30).
     pub fps: u32,
-    /// Mono float32 samples in [-1, 1] at `sample_rate`, starting at time 0. Only the mp4
-    /// sink uses them; the others ignore them. The sink copies what it needs.
-    pub audio: Option<&'a [f32]>,
-    /// Sample rate of `audio` in Hz.
-    pub sample_rate: u32,
+    /// Sample rate of the mono float32 audio [`FrameSink::write_audio`] will get, or `None`
+    /// for a picture-only output. Only sinks with a sound track use it.
+    pub audio_rate: Option<u32>,
 }
 
-impl<'a> SinkSettings<'a> {
-    /// Settings for `width`×`height` frames at 30 fps with optional 16 kHz mono audio.
-    pub fn new(width: u32, height: u32, audio: Option<&'a [f32]>) -> Self {
+impl SinkSettings {
+    /// Settings for `width`×`height` frames at 30 fps, without audio.
+    pub fn new(width: u32, height: u32) -> Self {
         Self {
             width,
             height,
             fps: DEFAULT_FPS,
-            audio,
-            sample_rate: DEFAULT_SAMPLE_RATE,
+            audio_rate: None,
+        }
+    }
+
+    /// The same with a mono audio track at `rate` Hz.
+    pub fn with_audio(self, rate: u32) -> Self {
+        Self {
+            audio_rate: Some(rate),
+            ..self
         }
     }
 
@@ -171,14 +185,56 @@ impl<'a> SinkSettings<'a> {
         if self.fps == 0 || self.fps > 1000 {
             return invalid(format!("frame rate {} fps is outside 1..=1000", self.fps));
         }
-        if self.audio.is_some() && !(8_000..=192_000).contains(&self.sample_rate) {
-            return invalid(format!(
-                "audio sample rate {} Hz is outside 8000..=192000",
-                self.sample_rate
-            ));
+        if let Some(rate) = self.audio_rate {
+            if !(8_000..=192_000).contains(&rate) {
+                return invalid(format!(
+                    "audio sample rate {rate} Hz is outside 8000..=192000"
+                ));
+            }
         }
         Ok(())
     }
+}
+
+/// Layout of a frame's bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    /// 8-bit R, G, B per pixel, rows of `width * 3` bytes, no padding.
+    Rgb24,
+}
+
+/// One picture with its place in time.
+#[derive(Debug, Clone, Copy)]
+pub struct Frame<'a> {
+    /// Frame index from the start of the stream.
+    pub index: u64,
+    /// Presentation timestamp on the stream's clock.
+    pub pts: Pts,
+    pub format: PixelFormat,
+    pub data: &'a [u8],
+}
+
+impl<'a> Frame<'a> {
+    /// An RGB frame.
+    pub fn rgb(index: u64, pts: Pts, data: &'a [u8]) -> Frame<'a> {
+        Frame {
+            index,
+            pts,
+            format: PixelFormat::Rgb24,
+            data,
+        }
+    }
+}
+
+/// What became of a frame handed to a sink.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteOutcome {
+    /// Written (or queued for its presentation time).
+    Written,
+    /// Shown, but after its presentation time.
+    Late,
+    /// Not shown: the output had no room (a live device whose reader stalls).
+    Dropped,
 }
 
 /// What a sink wrote, returned by [`FrameSink::finish`].
@@ -194,24 +250,32 @@ pub struct SinkSummary {
     pub path: Option<PathBuf>,
 }
 
-/// A destination for rendered frames.
-pub trait FrameSink {
-    /// Writes the next frame: row-major RGB, `width * height * 3` bytes. Frame `k` (counting
-    /// from 0) is shown at `k / fps` seconds.
+/// A destination for rendered frames and, where the format has a sound track, audio.
+pub trait FrameSink: Send {
+    /// Writes the next frame.
     ///
     /// # Errors
     /// [`SinkError::FrameSize`] for a buffer of the wrong length; an I/O or pipeline error
     /// when the frame cannot be written (the sink is then unusable).
-    fn write_frame(&mut self, rgb: &[u8]) -> Result<(), SinkError>;
+    fn write_frame(&mut self, frame: &Frame<'_>) -> Result<WriteOutcome, SinkError>;
 
-    /// Flushes and closes the output, returning what was written.
+    /// Writes mono audio whose first sample plays at `pts`, at the rate given at open. Sinks
+    /// without a sound track count it and drop it. Push audio ahead of the frames it goes with
+    /// (a muxer waits for both).
     ///
     /// # Errors
-    /// When the last data cannot be written or the file cannot be finalized.
+    /// An I/O or pipeline error.
+    fn write_audio(&mut self, samples: &[f32], pts: Pts) -> Result<(), SinkError>;
+
+    /// Flushes and closes the output (renaming a file into place), returning what was written.
+    ///
+    /// # Errors
+    /// When the last data cannot be written or the file cannot be finalized; the target is
+    /// then unchanged.
     fn finish(self: Box<Self>) -> Result<SinkSummary, SinkError>;
 }
 
-/// What the caller should do about a [`SinkError`] (STYLE rule 6).
+/// What the caller should do about a [`SinkError`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SinkErrorKind {
     /// The user's input or the installation is wrong; retrying will not help.
@@ -233,12 +297,12 @@ pub enum SinkError {
     FeatureDisabled { uri: String },
     #[error("invalid sink settings: {detail}")]
     Settings { detail: String },
-    #[error("cannot create the output file {}: {source}", path.display())]
+    #[error("cannot create the output file {}", path.display())]
     Create {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot write to {}: {source}", path.display())]
+    #[error("cannot write to {}", path.display())]
     Write {
         path: PathBuf,
         source: std::io::Error,
@@ -289,7 +353,8 @@ impl SinkError {
     }
 }
 
-/// Initialises GStreamer; call once from `main` (STYLE rule 9) before opening an mp4 sink.
+/// Initialises GStreamer; call once from `main` (no hidden global start-up in the library)
+/// before opening an mp4 sink.
 /// Calling it again is harmless.
 ///
 /// # Errors
@@ -309,17 +374,8 @@ pub fn init_gstreamer() -> Result<(), SinkError> {
 /// file cannot be created, and for mp4: [`SinkError::GstNotInitialised`],
 /// [`SinkError::MissingElement`] or [`SinkError::Pipeline`]; [`SinkError::FeatureDisabled`]
 /// for mp4 in a build without feature `gstreamer`.
-pub fn open(uri: &SinkUri, settings: &SinkSettings<'_>) -> Result<Box<dyn FrameSink>, SinkError> {
+pub fn open(uri: &SinkUri, settings: &SinkSettings) -> Result<Box<dyn FrameSink>, SinkError> {
     settings.validate()?;
-    let audio = match settings.audio {
-        Some(a) => format!(
-            "{} samples ({:.3} s) at {} Hz",
-            a.len(),
-            a.len() as f64 / f64::from(settings.sample_rate),
-            settings.sample_rate
-        ),
-        None => "none".to_owned(),
-    };
     let sink: Box<dyn FrameSink> = match uri {
         SinkUri::Y4m(path) => Box::new(y4m::Y4mSink::create(path, settings)?),
         #[cfg(feature = "gstreamer")]
@@ -331,6 +387,10 @@ pub fn open(uri: &SinkUri, settings: &SinkSettings<'_>) -> Result<Box<dyn FrameS
             })
         }
         SinkUri::Null => Box::new(null::NullSink::new(settings)),
+    };
+    let audio = match settings.audio_rate {
+        Some(rate) => format!("mono at {rate} Hz"),
+        None => "none".to_owned(),
     };
     log::info!(
         "sink {uri}: {}x{} RGB at {} fps, audio {audio}",

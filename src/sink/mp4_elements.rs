@@ -100,7 +100,7 @@ pub(super) fn add_chain(
 pub(super) fn video_branch(
     pipeline: &gst::Pipeline,
     mux: &gst::Element,
-    settings: &SinkSettings<'_>,
+    settings: &SinkSettings,
     h264: &'static str,
     path: &Path,
 ) -> Result<(gst_app::AppSrc, usize), SinkError> {

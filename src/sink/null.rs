@@ -1,7 +1,8 @@
-//! `null://`: checks and counts frames, writes nothing. The test double of every real sink,
-//! and a way to time rendering without encoding.
+//! `null://`: checks and counts frames and audio, writes nothing. The test double of every real
+//! sink, and a way to time rendering without encoding.
 
-use super::{check_frame, FrameSink, SinkError, SinkSettings, SinkSummary};
+use super::{check_frame, Frame, FrameSink, SinkError, SinkSettings, SinkSummary, WriteOutcome};
+use crate::clock::Pts;
 
 /// Counts frames of the configured size.
 #[derive(Debug)]
@@ -10,20 +11,20 @@ pub struct NullSink {
     height: u32,
     fps: u32,
     frames: u64,
-    audio_seconds: Option<f64>,
+    audio_rate: Option<u32>,
+    audio_samples: u64,
 }
 
 impl NullSink {
-    /// A sink for frames described by `settings`; the audio only sets the summary's duration.
-    pub fn new(settings: &SinkSettings<'_>) -> Self {
+    /// A sink for frames described by `settings`; audio only counts toward the summary.
+    pub fn new(settings: &SinkSettings) -> Self {
         Self {
             width: settings.width,
             height: settings.height,
             fps: settings.fps,
             frames: 0,
-            audio_seconds: settings
-                .audio
-                .map(|a| a.len() as f64 / f64::from(settings.sample_rate)),
+            audio_rate: settings.audio_rate,
+            audio_samples: 0,
         }
     }
 
@@ -34,9 +35,14 @@ impl NullSink {
 }
 
 impl FrameSink for NullSink {
-    fn write_frame(&mut self, rgb: &[u8]) -> Result<(), SinkError> {
-        check_frame(rgb, self.frames, self.width, self.height)?;
+    fn write_frame(&mut self, frame: &Frame<'_>) -> Result<WriteOutcome, SinkError> {
+        check_frame(frame.data, self.frames, self.width, self.height)?;
         self.frames += 1;
+        Ok(WriteOutcome::Written)
+    }
+
+    fn write_audio(&mut self, samples: &[f32], _pts: Pts) -> Result<(), SinkError> {
+        self.audio_samples += samples.len() as u64;
         Ok(())
     }
 
@@ -44,7 +50,9 @@ impl FrameSink for NullSink {
         Ok(SinkSummary {
             frames: self.frames,
             video_seconds: self.frames as f64 / f64::from(self.fps),
-            audio_seconds: self.audio_seconds,
+            audio_seconds: self
+                .audio_rate
+                .map(|r| self.audio_samples as f64 / f64::from(r)),
             path: None,
         })
     }

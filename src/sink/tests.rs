@@ -85,16 +85,14 @@ fn live_sinks_are_reserved() {
 #[test]
 fn settings_are_validated_at_open() {
     let bad = [
-        SinkSettings::new(0, 10, None),
-        SinkSettings::new(10, 20_000, None),
+        SinkSettings::new(0, 10),
+        SinkSettings::new(10, 20_000),
         SinkSettings {
             fps: 0,
-            ..SinkSettings::new(8, 8, None)
+            ..SinkSettings::new(8, 8)
         },
-        SinkSettings {
-            sample_rate: 0,
-            ..SinkSettings::new(8, 8, Some(&[0.0]))
-        },
+        SinkSettings::new(8, 8).with_audio(0),
+        SinkSettings::new(8, 8).with_audio(200_000),
     ];
     for s in &bad {
         let err = open(&SinkUri::Null, s)
@@ -106,14 +104,20 @@ fn settings_are_validated_at_open() {
 
 #[test]
 fn null_sink_counts_frames() {
-    let audio = vec![0.0f32; 24_000];
-    let settings = SinkSettings::new(4, 2, Some(&audio));
+    let audio = vec![0.0f32; 12_000];
+    let settings = SinkSettings::new(4, 2).with_audio(16_000);
     let mut sink = open(&SinkUri::Null, &settings).expect("null sink");
-    for _ in 0..45 {
-        sink.write_frame(&[7; 24]).expect("24-byte frame");
+    sink.write_audio(&audio, Pts::ZERO).expect("audio");
+    sink.write_audio(&audio, Pts::from_nanos(750_000_000))
+        .expect("audio");
+    for k in 0..45 {
+        let out = sink
+            .write_frame(&Frame::rgb(k, Pts::ZERO, &[7; 24]))
+            .expect("24-byte frame");
+        assert_eq!(out, WriteOutcome::Written);
     }
     let err = sink
-        .write_frame(&[7; 25])
+        .write_frame(&Frame::rgb(45, Pts::ZERO, &[7; 25]))
         .expect_err("25 bytes is not 4x2x3");
     assert!(
         matches!(
@@ -139,8 +143,9 @@ fn y4m_via_open() {
     let dir = tempfile::tempdir().expect("tempdir");
     let path = dir.path().join("a.y4m");
     let uri = parse(&format!("y4m://{}", path.display()));
-    let mut sink = open(&uri, &SinkSettings::new(2, 2, None)).expect("open y4m");
-    sink.write_frame(&[0; 12]).expect("frame");
+    let mut sink = open(&uri, &SinkSettings::new(2, 2)).expect("open y4m");
+    sink.write_frame(&Frame::rgb(0, Pts::ZERO, &[0; 12]))
+        .expect("frame");
     let summary = sink.finish().expect("finish");
     assert_eq!(summary.frames, 1);
     assert_eq!(summary.path.as_deref(), Some(path.as_path()));

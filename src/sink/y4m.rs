@@ -5,6 +5,9 @@
 //! `YUV4MPEG2 W<w> H<h> F<fps>:1 Ip A1:1 C444 XCOLORRANGE=LIMITED\n`, then per frame
 //! `FRAME\n` followed by the full-resolution Y, Cb and Cr planes (`w*h` bytes each).
 //!
+//! The file is written beside the target and renamed into place by `finish`
+//! (`util::fsx::AtomicFile`); an unfinished sink removes it.
+//!
 //! Colour: ITU-R BT.601, limited ("studio") range — the default every y4m reader assumes
 //! (ffmpeg, mpv, x264), stated explicitly with `XCOLORRANGE=LIMITED`. The conversion is the
 //! usual 8-bit integer form with 8 fractional bits (see [`rgb_to_ycbcr`]): Y in 16..=235,
@@ -14,7 +17,9 @@ use std::fs::File;
 use std::io::{BufWriter, Write};
 use std::path::{Path, PathBuf};
 
-use super::{check_frame, FrameSink, SinkError, SinkSettings, SinkSummary};
+use super::{check_frame, Frame, FrameSink, SinkError, SinkSettings, SinkSummary, WriteOutcome};
+use crate::clock::Pts;
+use crate::util::fsx::AtomicFile;
 
 /// BT.601 limited-range Y'CbCr of one 8-bit RGB pixel, in integers:
 ///
@@ -45,6 +50,7 @@ pub fn header(width: u32, height: u32, fps: u32) -> String {
 /// allocates nothing.
 pub struct Y4mSink {
     path: PathBuf,
+    file: AtomicFile,
     out: BufWriter<File>,
     width: u32,
     height: u32,
@@ -55,17 +61,19 @@ pub struct Y4mSink {
 }
 
 impl Y4mSink {
-    /// Creates (or truncates) `path` and writes the stream header.
+    /// Starts the file for `path` (at a temporary path beside it) and writes the stream
+    /// header. An existing file at `path` is replaced only by [`FrameSink::finish`].
     ///
     /// # Errors
     /// [`SinkError::Create`] when the file cannot be created, [`SinkError::Write`] when the
     /// header cannot be written.
-    pub fn create(path: &Path, settings: &SinkSettings<'_>) -> Result<Self, SinkError> {
-        let file = File::create(path).map_err(|source| SinkError::Create {
+    pub fn create(path: &Path, settings: &SinkSettings) -> Result<Self, SinkError> {
+        let file = AtomicFile::new(path);
+        let f = file.create().map_err(|source| SinkError::Create {
             path: path.to_owned(),
             source,
         })?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = BufWriter::with_capacity(1 << 20, f);
         out.write_all(header(settings.width, settings.height, settings.fps).as_bytes())
             .map_err(|source| SinkError::Write {
                 path: path.to_owned(),
@@ -73,6 +81,7 @@ impl Y4mSink {
             })?;
         Ok(Self {
             path: path.to_owned(),
+            file,
             out,
             width: settings.width,
             height: settings.height,
@@ -84,7 +93,8 @@ impl Y4mSink {
 }
 
 impl FrameSink for Y4mSink {
-    fn write_frame(&mut self, rgb: &[u8]) -> Result<(), SinkError> {
+    fn write_frame(&mut self, frame: &Frame<'_>) -> Result<WriteOutcome, SinkError> {
+        let rgb = frame.data;
         check_frame(rgb, self.frames, self.width, self.height)?;
         let n = self.width as usize * self.height as usize;
         let (y, chroma) = self.planes.split_at_mut(n);
@@ -102,26 +112,31 @@ impl FrameSink for Y4mSink {
         self.out.write_all(b"FRAME\n").map_err(io)?;
         self.out.write_all(&self.planes).map_err(io)?;
         self.frames += 1;
+        Ok(WriteOutcome::Written)
+    }
+
+    /// YUV4MPEG2 has no sound track: audio is dropped.
+    fn write_audio(&mut self, _samples: &[f32], _pts: Pts) -> Result<(), SinkError> {
         Ok(())
     }
 
     fn finish(mut self: Box<Self>) -> Result<SinkSummary, SinkError> {
-        self.out.flush().map_err(|source| SinkError::Write {
+        let io = |source| SinkError::Write {
             path: self.path.clone(),
             source,
+        };
+        self.out.flush().map_err(io)?;
+        let this = *self;
+        drop(this.out);
+        this.file.commit().map_err(|source| SinkError::Write {
+            path: this.path.clone(),
+            source,
         })?;
-        self.out
-            .get_ref()
-            .sync_all()
-            .map_err(|source| SinkError::Write {
-                path: self.path.clone(),
-                source,
-            })?;
         Ok(SinkSummary {
-            frames: self.frames,
-            video_seconds: self.frames as f64 / f64::from(self.fps),
+            frames: this.frames,
+            video_seconds: this.frames as f64 / f64::from(this.fps),
             audio_seconds: None,
-            path: Some(self.path.clone()),
+            path: Some(this.path),
         })
     }
 }
@@ -206,14 +221,18 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.y4m");
         let (w, h) = (5u32, 3u32);
-        let settings = SinkSettings::new(w, h, None);
+        let settings = SinkSettings::new(w, h);
         let mut sink: Box<dyn FrameSink> =
             Box::new(Y4mSink::create(&path, &settings).expect("create"));
         let colours = [[255u8, 0, 0], [0, 255, 0], [0, 0, 255]];
-        for c in colours {
+        for (k, c) in colours.iter().enumerate() {
             let mut frame = c.repeat((w * h) as usize);
             frame[0..3].copy_from_slice(&[255, 255, 255]); // top-left pixel white
-            sink.write_frame(&frame).expect("write");
+            let out = sink
+                .write_frame(&Frame::rgb(k as u64, Pts::ZERO, &frame))
+                .expect("write");
+            assert_eq!(out, WriteOutcome::Written);
+            assert!(!path.exists(), "the target appears only at finish");
         }
         let summary = sink.finish().expect("finish");
         assert_eq!(summary.frames, 3);
@@ -245,9 +264,9 @@ mod tests {
     fn wrong_frame_size_is_an_error() {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("t.y4m");
-        let mut sink = Y4mSink::create(&path, &SinkSettings::new(4, 4, None)).expect("create");
+        let mut sink = Y4mSink::create(&path, &SinkSettings::new(4, 4)).expect("create");
         let err = sink
-            .write_frame(&[0; 47])
+            .write_frame(&Frame::rgb(0, Pts::ZERO, &[0; 47]))
             .expect_err("47 bytes is not 4x4x3");
         assert!(
             matches!(
@@ -265,7 +284,7 @@ mod tests {
     #[test]
     fn missing_directory_is_a_create_error() {
         let path = Path::new("/nonexistent-dir/x.y4m");
-        let err = Y4mSink::create(path, &SinkSettings::new(4, 4, None))
+        let err = Y4mSink::create(path, &SinkSettings::new(4, 4))
             .err()
             .expect("must fail");
         assert!(matches!(err, SinkError::Create { .. }), "{err}");

@@ -3,7 +3,7 @@
 //! embedding A; subject head on the template → style S; dual temporal body (short decoder
 //! branch ‖ long VAE branch); four MLP tails for lips, eyes, head pose and torso.
 //!
-//! The graph contract (`ARCHITECTURE.md`): inputs `waveform` [1,N] (or `mel` [1,4F,80]),
+//! The graph contract (README.md, "The ONNX contract"): inputs `waveform` [1,N] (or `mel` [1,4F,80]),
 //! `template` [1,1434], `noise` [1,F,128]; outputs `lip`, `eye`, `head`, `torso`, `mu`,
 //! `logvar`. The frame count F is read from the shape of `noise` inside the graph (it drives
 //! the wav2vec interpolation and the slices of the stored masks and tables), so one graph serves

@@ -1,0 +1,214 @@
+//! Time on one clock: presentation timestamps in nanoseconds, and the one place where frame
+//! indices and audio sample indices are converted into each other.
+//!
+//! MODA runs at 30 frames/s on 16 kHz audio: 16 000 / 30 = 533⅓ samples per frame, so frame
+//! `k` covers samples `[⌊k·1600/3⌋, ⌊(k+1)·1600/3⌋)` (533 or 534 of them) and is presented
+//! `k/30` s after the stream's origin. Everything here is integer arithmetic, so a frame's
+//! first sample and its timestamp never drift, however long the service runs.
+//!
+//! (The official offline code counts a window's frames in float64 as
+//! `trunc(samples / (16000/30))`, which gives 29 frames for 16 000 samples, not 30; the offline
+//! motion stage keeps that count, `motion::frame_count`, to reproduce it exactly.)
+
+use std::fmt;
+use std::time::Duration;
+
+/// A presentation or capture timestamp: nanoseconds since an origin on one clock (the stream
+/// start offline, `CLOCK_MONOTONIC` live).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Pts(u64);
+
+impl Pts {
+    pub const ZERO: Pts = Pts(0);
+
+    pub const fn from_nanos(ns: u64) -> Pts {
+        Pts(ns)
+    }
+
+    pub const fn nanos(self) -> u64 {
+        self.0
+    }
+
+    pub fn seconds(self) -> f64 {
+        self.0 as f64 * 1e-9
+    }
+
+    /// `self + d`, saturating at the end of time.
+    pub fn after(self, d: Duration) -> Pts {
+        Pts(self
+            .0
+            .saturating_add(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)))
+    }
+
+    /// `self − earlier`, or zero when `earlier` is later.
+    pub fn since(self, earlier: Pts) -> Duration {
+        Duration::from_nanos(self.0.saturating_sub(earlier.0))
+    }
+}
+
+impl fmt::Display for Pts {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:.6} s", self.seconds())
+    }
+}
+
+/// `ticks · 10⁹ / per_second`, rounded down, without overflow for any `u64` tick count that
+/// fits the result.
+fn ticks_to_nanos(ticks: u64, per_second: u64) -> u64 {
+    let ns = u128::from(ticks) * 1_000_000_000 / u128::from(per_second);
+    u64::try_from(ns).unwrap_or(u64::MAX)
+}
+
+/// Frame rate and audio rate of one stream, with every conversion between frames, samples and
+/// time.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FrameClock {
+    fps: u32,
+    sample_rate: u32,
+}
+
+impl FrameClock {
+    /// 30 frames/s over 16 kHz audio: every network input and output.
+    pub const MODA: FrameClock = FrameClock {
+        fps: 30,
+        sample_rate: 16_000,
+    };
+
+    /// A clock of `fps` frames/s over `sample_rate` audio; `None` when either is zero.
+    pub fn new(fps: u32, sample_rate: u32) -> Option<FrameClock> {
+        (fps > 0 && sample_rate > 0).then_some(FrameClock { fps, sample_rate })
+    }
+
+    pub fn fps(self) -> u32 {
+        self.fps
+    }
+
+    pub fn sample_rate(self) -> u32 {
+        self.sample_rate
+    }
+
+    /// First sample of frame `k`: `⌊k · rate / fps⌋`.
+    pub fn first_sample(self, k: u64) -> u64 {
+        let s = u128::from(k) * u128::from(self.sample_rate) / u128::from(self.fps);
+        u64::try_from(s).unwrap_or(u64::MAX)
+    }
+
+    /// The frame whose samples include sample `s`.
+    pub fn frame_of_sample(self, s: u64) -> u64 {
+        // The largest k with ⌊k·R/F⌋ ≤ s, i.e. k·R < (s + 1)·F.
+        let k = ((u128::from(s) + 1) * u128::from(self.fps) - 1) / u128::from(self.sample_rate);
+        u64::try_from(k).unwrap_or(u64::MAX)
+    }
+
+    /// Frames whose samples all lie within the first `n` samples.
+    pub fn complete_frames(self, n: u64) -> u64 {
+        // Frame k is complete when ⌊(k+1)·R/F⌋ ≤ n.
+        let k = ((u128::from(n) + 1) * u128::from(self.fps) - 1) / u128::from(self.sample_rate);
+        u64::try_from(k).unwrap_or(u64::MAX)
+    }
+
+    /// Start of frame `k` after the origin.
+    pub fn frame_offset(self, k: u64) -> Duration {
+        Duration::from_nanos(ticks_to_nanos(k, u64::from(self.fps)))
+    }
+
+    /// Timestamp of frame `k` for a stream whose frame 0 is at `origin`.
+    pub fn frame_pts(self, origin: Pts, k: u64) -> Pts {
+        origin.after(self.frame_offset(k))
+    }
+
+    /// Duration of one frame (rounded down to the nanosecond; use [`FrameClock::frame_pts`]
+    /// for positions, which does not accumulate the rounding).
+    pub fn frame_duration(self) -> Duration {
+        self.frame_offset(1)
+    }
+
+    /// Start of sample `s` after the origin.
+    pub fn sample_offset(self, s: u64) -> Duration {
+        Duration::from_nanos(ticks_to_nanos(s, u64::from(self.sample_rate)))
+    }
+
+    /// Timestamp of sample `s` for a stream whose sample 0 is at `origin`.
+    pub fn sample_pts(self, origin: Pts, s: u64) -> Pts {
+        origin.after(self.sample_offset(s))
+    }
+
+    /// The sample being played `d` after the origin (rounded down).
+    pub fn sample_at(self, d: Duration) -> u64 {
+        let s = d.as_nanos() * u128::from(self.sample_rate) / 1_000_000_000;
+        u64::try_from(s).unwrap_or(u64::MAX)
+    }
+
+    /// The frame being shown `d` after the origin (rounded down).
+    pub fn frame_at(self, d: Duration) -> u64 {
+        let k = d.as_nanos() * u128::from(self.fps) / 1_000_000_000;
+        u64::try_from(k).unwrap_or(u64::MAX)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_cover_every_sample_once() {
+        let c = FrameClock::MODA;
+        assert_eq!(
+            (0..4).map(|k| c.first_sample(k)).collect::<Vec<_>>(),
+            [0, 533, 1066, 1600]
+        );
+        let mut next = 0;
+        for k in 0..10_000u64 {
+            let (a, b) = (c.first_sample(k), c.first_sample(k + 1));
+            assert_eq!(
+                a,
+                next,
+                "frame {k} starts where {} ended",
+                k.wrapping_sub(1)
+            );
+            assert!(b - a == 533 || b - a == 534);
+            assert_eq!(c.frame_of_sample(a), k);
+            assert_eq!(c.frame_of_sample(b - 1), k);
+            assert_eq!(c.complete_frames(b), k + 1);
+            assert_eq!(c.complete_frames(b - 1), k);
+            next = b;
+        }
+    }
+
+    #[test]
+    fn timestamps_do_not_drift_over_a_day() {
+        let c = FrameClock::MODA;
+        let day_frames = 24 * 3600 * 30;
+        assert_eq!(c.frame_offset(day_frames), Duration::from_secs(24 * 3600));
+        assert_eq!(c.first_sample(day_frames), 24 * 3600 * 16_000);
+        assert_eq!(c.frame_offset(1).as_nanos(), 33_333_333);
+        assert_eq!(c.frame_offset(2).as_nanos(), 66_666_666);
+        assert_eq!(c.frame_offset(3).as_nanos(), 100_000_000);
+        let origin = Pts::from_nanos(5_000);
+        assert_eq!(c.frame_pts(origin, 3).nanos(), 100_005_000);
+        assert_eq!(
+            c.sample_pts(origin, 16_000).since(origin),
+            Duration::from_secs(1)
+        );
+        assert_eq!(c.frame_at(Duration::from_millis(1000)), 30);
+        assert_eq!(c.frame_at(Duration::from_nanos(33_333_332)), 0);
+        assert_eq!(c.sample_at(Duration::from_millis(1)), 16);
+    }
+
+    #[test]
+    fn other_rates_and_degenerate_clocks() {
+        assert!(FrameClock::new(0, 16_000).is_none());
+        assert!(FrameClock::new(30, 0).is_none());
+        let c = FrameClock::new(25, 48_000).unwrap();
+        assert_eq!(c.first_sample(1), 1920);
+        assert_eq!(c.frame_of_sample(1919), 0);
+        assert_eq!(c.frame_of_sample(1920), 1);
+        assert_eq!(Pts::ZERO.since(Pts::from_nanos(10)), Duration::ZERO);
+        assert_eq!(
+            Pts::from_nanos(u64::MAX)
+                .after(Duration::from_secs(1))
+                .nanos(),
+            u64::MAX
+        );
+    }
+}
