@@ -1,44 +1,13 @@
 //! The fresh-clone demo without `../shared`: seeded `models init` networks, the synthetic demo
 //! avatar, and a recording made here, rendered end to end.
 
-use std::path::Path;
+mod common;
 
+use common::{write_speechlike_wav, write_tiny_models};
 use moda_edge::backend::tract::TractBackend;
 use moda_edge::face::avatar::{write_synthetic, Avatar};
-use moda_edge::model::import::{init, Network};
-use moda_edge::model::{onnx, Preset};
 use moda_edge::offline::{render, Layout, Models, Noise, RenderOptions};
 use moda_edge::sink::SinkUri;
-
-fn write_tiny_models(dir: &Path) {
-    std::fs::create_dir_all(dir).unwrap();
-    for network in [Network::Moda, Network::Faco, Network::Renderer] {
-        let path = dir.join(format!("{}.onnx", network.name()));
-        std::fs::write(path, onnx::encode(&init(network, Preset::Tiny, 1))).unwrap();
-    }
-}
-
-/// 1.5 s of a vowel-like tone with a syllable envelope, 22.05 kHz stereo 16-bit (so the demo
-/// path also resamples and mixes down).
-fn write_speechlike_wav(path: &Path) {
-    let spec = hound::WavSpec {
-        channels: 2,
-        sample_rate: 22_050,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
-    let mut w = hound::WavWriter::create(path, spec).unwrap();
-    for k in 0..33_075 {
-        let t = k as f64 / 22_050.0;
-        let envelope = (std::f64::consts::PI * 4.0 * t).sin().abs();
-        let voice = (std::f64::consts::TAU * 140.0 * t).sin()
-            + 0.5 * (std::f64::consts::TAU * 700.0 * t).sin();
-        let s = (8_000.0 * envelope * voice) as i16;
-        w.write_sample(s).unwrap();
-        w.write_sample(s).unwrap();
-    }
-    w.finalize().unwrap();
-}
 
 #[test]
 fn demo_avatar_renders_end_to_end_from_nothing_but_the_crate() {
@@ -53,7 +22,8 @@ fn demo_avatar_renders_end_to_end_from_nothing_but_the_crate() {
     assert_eq!(avatar.reference.len(), 512 * 512 * 3);
 
     let wav = dir.path().join("speech.wav");
-    write_speechlike_wav(&wav);
+    // 1.5 s at 22.05 kHz stereo, so the demo path also resamples and mixes down.
+    write_speechlike_wav(&wav, 33_075, 22_050, 2);
     let out = dir.path().join("demo.y4m");
     let summary = render(
         &TractBackend::default(),
@@ -66,6 +36,7 @@ fn demo_avatar_renders_end_to_end_from_nothing_but_the_crate() {
             layout: Layout::Panel,
             dump: None,
             dump_frames: Vec::new(),
+            stop: None,
         },
         |_, _| {},
     )

@@ -28,6 +28,7 @@ fn render_matches_the_official_pipeline_stage_by_stage() {
         layout: Layout::Panel,
         dump: Some(dump.clone()),
         dump_frames: idx.iter().map(|&i| i as usize).collect(),
+        stop: None,
     };
     let avatar = Avatar::load(&avatar_dir).unwrap();
     let out = dir.path().join("out.y4m");

@@ -394,6 +394,7 @@ fn render_writes_an_mp4_with_the_speech_in_sync() {
         layout: Layout::Frame,
         dump: None,
         dump_frames: vec![],
+        stop: None,
     };
     let summary = render(
         &moda_edge::backend::tract::TractBackend::default(),
@@ -435,5 +436,33 @@ fn render_writes_an_mp4_with_the_speech_in_sync() {
     assert!(
         d.audio_pts.unwrap_or(u64::MAX) < 1_000_000,
         "audio starts at 0"
+    );
+}
+
+/// SIGINT during `render` into an mp4: the file is finalized (EOS through the pipeline) and
+/// holds exactly the frames the summary line reports.
+#[test]
+fn sigint_finalizes_a_playable_mp4_with_the_frames_so_far() {
+    use common::cli::{finish, listing, signal, start_render, written_frames};
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("talk.mp4");
+    let child = start_render(dir.path(), &out, 40_000);
+    signal(&child, libc::SIGINT);
+    let o = finish(child);
+    let stdout = String::from_utf8_lossy(&o.stdout);
+    assert_eq!(
+        o.status.code(),
+        Some(130),
+        "{stdout} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let (n, total) = written_frames(&stdout);
+    assert!(n > 0 && n < total, "{n} of {total}");
+    sink::init_gstreamer().expect("GStreamer initialises");
+    let d = decode(&out);
+    assert_eq!(d.frames.len() as u64, n, "decoded frames");
+    assert_eq!(
+        listing(dir.path()),
+        ["avatar", "models", "speech.wav", "talk.mp4"]
     );
 }

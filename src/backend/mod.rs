@@ -24,12 +24,14 @@
 
 mod cache;
 pub mod conformance;
+mod guard;
 pub mod recycle;
 pub mod tract;
 
 use std::error::Error as StdError;
 
 pub use cache::{CacheStats, PlanCache, PlanKey};
+pub use guard::quiet_guarded_panics;
 pub use half::f16;
 
 pub use crate::model::contract::{ElemType, OnnxModel, ShapeError, TensorDesc};
@@ -55,6 +57,12 @@ pub enum BackendError {
         backend: &'static str,
         source: RuntimeError,
     },
+    #[error("{backend} failed on {model} (an internal panic: {detail})")]
+    Panicked {
+        model: String,
+        backend: &'static str,
+        detail: String,
+    },
     #[error("{tensor} is a {found} buffer; expected {expected}")]
     BufferType {
         tensor: String,
@@ -77,7 +85,7 @@ pub enum BackendErrorKind {
 impl BackendError {
     pub fn kind(&self) -> BackendErrorKind {
         match self {
-            BackendError::Run { .. } => BackendErrorKind::Rebuild,
+            BackendError::Run { .. } | BackendError::Panicked { .. } => BackendErrorKind::Rebuild,
             BackendError::Prepare { .. }
             | BackendError::Unsupported { .. }
             | BackendError::BufferType { .. }

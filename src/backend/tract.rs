@@ -15,6 +15,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core;
 use tract_onnx::tract_core::tract_data::knobs;
 
+use super::guard::{catch, guarded};
 use super::recycle::{self, RunScope};
 use super::{
     f16, Backend, BackendError, Completed, ElemType, HostMut, HostRef, Memory, OnnxModel,
@@ -52,7 +53,10 @@ impl TractBackend {
             .num_threads(threads)
             .thread_name(|i| format!("tract-{i}"))
             // The workers run nothing but this backend's kernels, so all they allocate recycles.
-            .start_handler(|_| recycle::scope_whole_thread())
+            .start_handler(|_| {
+                recycle::scope_whole_thread();
+                super::guard::guard_whole_thread();
+            })
             .build();
         match pool {
             Ok(pool) => TractBackend {
@@ -177,6 +181,16 @@ impl Backend for TractBackend {
     }
 
     fn prepare(
+        &self,
+        model: &OnnxModel,
+        opts: &PrepareOptions,
+    ) -> Result<TractPrepared, BackendError> {
+        guarded(&model.label, NAME, || self.prepare_unguarded(model, opts))
+    }
+}
+
+impl TractBackend {
+    fn prepare_unguarded(
         &self,
         model: &OnnxModel,
         opts: &PrepareOptions,
@@ -482,7 +496,14 @@ impl Session for TractSession {
 
     /// Runs synchronously: the returned event has completed.
     fn enqueue(&mut self) -> Result<Completed, BackendError> {
-        Ok(Completed::new(self.run_with(tract_core::plan::eval)))
+        let result = catch(|| self.run_with(tract_core::plan::eval)).unwrap_or_else(|detail| {
+            Err(BackendError::Panicked {
+                model: self.label.clone(),
+                backend: NAME,
+                detail,
+            })
+        });
+        Ok(Completed::new(result))
     }
 }
 

@@ -223,13 +223,26 @@ fn main() -> ExitCode {
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level)).init();
+    // A panic inside the inference runtime comes back as an error naming the model.
+    moda_edge::backend::quiet_guarded_panics();
     match run(cli.command) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("error: {}", one_line(&e));
             ExitCode::FAILURE
         }
     }
+}
+
+/// Most CPU threads a command accepts for matrix products.
+const MAX_THREADS: usize = 64;
+
+/// Checks a `--threads` value.
+fn threads(n: usize) -> Result<usize> {
+    if !(1..=MAX_THREADS).contains(&n) {
+        bail!("--threads {n} is out of range; use 1 to {MAX_THREADS} CPU threads");
+    }
+    Ok(n)
 }
 
 /// The error and its causes on one line. Every error type of the library prints its cause
@@ -241,10 +254,11 @@ fn one_line(e: &anyhow::Error) -> String {
         .join(": ")
 }
 
-fn run(command: Command) -> Result<()> {
+fn run(command: Command) -> Result<ExitCode> {
+    let done = |r: Result<()>| r.map(|()| ExitCode::SUCCESS);
     match command {
-        Command::Import(cmd) => import_cmd(cmd),
-        Command::Infer(cmd) => infer_cmd(cmd),
+        Command::Import(cmd) => done(import_cmd(cmd)),
+        Command::Infer(cmd) => done(infer_cmd(cmd)),
         Command::Models {
             command:
                 ModelsCmd::Init {
@@ -252,7 +266,7 @@ fn run(command: Command) -> Result<()> {
                     preset,
                     seed,
                 },
-        } => models_init(&output, preset.into(), seed),
+        } => done(models_init(&output, preset.into(), seed)),
         Command::Avatar {
             command:
                 AvatarCmd::Demo {
@@ -270,9 +284,9 @@ fn run(command: Command) -> Result<()> {
                 config.renderer_size,
                 renderer.display()
             );
-            Ok(())
+            Ok(ExitCode::SUCCESS)
         }
-        Command::Bench(cmd) => bench_cmd(cmd),
+        Command::Bench(cmd) => done(bench_cmd(cmd)),
         Command::Render(cmd) => render_cmd(cmd),
     }
 }
@@ -342,8 +356,9 @@ fn import_cmd(cmd: ImportCmd) -> Result<()> {
 }
 
 fn infer_cmd(cmd: InferCmd) -> Result<()> {
+    let threads = threads(cmd.threads)?;
     let model = OnnxModel::load(&cmd.model)?;
-    let mut inputs = Vec::new();
+    let mut inputs: Vec<(String, moda_edge::model::Tensor)> = Vec::new();
     for spec in &cmd.inputs {
         let Some((name, file)) = spec.split_once('=') else {
             bail!(
@@ -351,9 +366,15 @@ fn infer_cmd(cmd: InferCmd) -> Result<()> {
                 model.describe_inputs()
             );
         };
+        if inputs.iter().any(|(n, _)| n == name) {
+            bail!(
+                "--input {name}= is given twice; give each of {} once",
+                model.describe_inputs()
+            );
+        }
         inputs.push((name.to_string(), npy::read(Path::new(file))?));
     }
-    let outputs = run_once(&TractBackend::new(cmd.threads), &model, &inputs)?;
+    let outputs = run_once(&TractBackend::new(threads), &model, &inputs)?;
     std::fs::create_dir_all(&cmd.output_dir)
         .with_context(|| format!("cannot create {}", cmd.output_dir.display()))?;
     for (name, t) in &outputs {
@@ -399,7 +420,7 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
     }
     let opts = moda_edge::bench::BenchOptions {
         models: cmd.models,
-        threads: cmd.threads.max(1),
+        threads: threads(cmd.threads)?,
         iters: cmd.iters,
         frames: cmd.frames,
         size: cmd.size,
@@ -416,9 +437,10 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
     Ok(())
 }
 
-fn render_cmd(cmd: RenderCmd) -> Result<()> {
+fn render_cmd(cmd: RenderCmd) -> Result<ExitCode> {
     use moda_edge::motion::Noise;
     use moda_edge::offline::{render, Models, RenderOptions};
+    let threads = threads(cmd.threads)?;
     let uri = moda_edge::sink::SinkUri::parse(&cmd.output)?;
     #[cfg(feature = "gstreamer")]
     if matches!(uri, moda_edge::sink::SinkUri::File(_)) {
@@ -435,11 +457,13 @@ fn render_cmd(cmd: RenderCmd) -> Result<()> {
             Noise::Seeded(seed)
         }
     };
+    let interrupt = Interrupt::install(uri.path())?;
     let opts = RenderOptions {
         noise,
         layout: cmd.layout,
         dump: cmd.dump,
         dump_frames: cmd.dump_frames,
+        stop: Some(interrupt.stop.clone()),
     };
     let bar = indicatif::ProgressBar::new(0);
     bar.set_style(
@@ -449,7 +473,7 @@ fn render_cmd(cmd: RenderCmd) -> Result<()> {
         .expect("valid template"),
     );
     let summary = render(
-        &TractBackend::new(cmd.threads),
+        &TractBackend::new(threads),
         &models,
         &avatar,
         &cmd.wav,
@@ -461,13 +485,70 @@ fn render_cmd(cmd: RenderCmd) -> Result<()> {
         },
     )?;
     bar.finish_and_clear();
+    let rate = summary.frames as f64 / summary.wall_seconds.max(1e-9);
+    if summary.interrupted && summary.frames == 0 {
+        println!("interrupted before the first frame: nothing written to {uri}");
+        return Ok(ExitCode::from(interrupt.exit_code()));
+    }
+    if summary.interrupted {
+        println!(
+            "interrupted: wrote the {} of {} frames rendered so far ({:.2} s of video) to {} in {:.1} s ({rate:.1} frames/s)",
+            summary.frames,
+            summary.total_frames,
+            summary.frames as f64 / 30.0,
+            uri,
+            summary.wall_seconds,
+        );
+        return Ok(ExitCode::from(interrupt.exit_code()));
+    }
     println!(
-        "rendered {} frames ({:.2} s of audio) to {} in {:.1} s ({:.1} frames/s)",
-        summary.frames,
-        summary.audio_seconds,
-        uri,
-        summary.wall_seconds,
-        summary.frames as f64 / summary.wall_seconds.max(1e-9)
+        "rendered {} frames ({:.2} s of audio) to {} in {:.1} s ({rate:.1} frames/s)",
+        summary.frames, summary.audio_seconds, uri, summary.wall_seconds,
     );
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// SIGINT/SIGTERM during a render: the first one asks the render to stop after the current
+/// frame and finalize the output with the frames so far; a second one removes the partial
+/// output file at once and exits.
+struct Interrupt {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    signal: std::sync::Arc<std::sync::atomic::AtomicI32>,
+}
+
+impl Interrupt {
+    fn install(output: Option<&Path>) -> Result<Interrupt> {
+        use signal_hook::consts::{SIGINT, SIGTERM};
+        use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+        use std::sync::Arc;
+        let stop = Arc::new(AtomicBool::new(false));
+        let signal = Arc::new(AtomicI32::new(0));
+        let mut signals = signal_hook::iterator::Signals::new([SIGINT, SIGTERM])
+            .context("cannot install the SIGINT/SIGTERM handler")?;
+        let partial = output.map(moda_edge::util::fsx::temp_path_for);
+        let (stop2, signal2) = (Arc::clone(&stop), Arc::clone(&signal));
+        std::thread::Builder::new()
+            .name("signals".into())
+            .spawn(move || {
+                for sig in signals.forever() {
+                    if !stop2.swap(true, Ordering::SeqCst) {
+                        signal2.store(sig, Ordering::SeqCst);
+                        continue;
+                    }
+                    if let Some(p) = &partial {
+                        let _ = std::fs::remove_file(p);
+                    }
+                    eprintln!("render: aborted; the partial output was removed");
+                    std::process::exit(128 + sig);
+                }
+            })
+            .context("cannot start the signal thread")?;
+        Ok(Interrupt { stop, signal })
+    }
+
+    /// 128 + the signal number, as a shell reports a process ended by that signal.
+    fn exit_code(&self) -> u8 {
+        let sig = self.signal.load(std::sync::atomic::Ordering::SeqCst);
+        u8::try_from(128 + sig).unwrap_or(1)
+    }
 }

@@ -130,6 +130,13 @@ pub enum ShapeError {
         name: String,
         expected: String,
     },
+    #[error("{model}: input `{name}` has {found} samples; the audio encoder needs at least {min} (its receptive field)")]
+    TooShort {
+        model: String,
+        name: String,
+        found: usize,
+        min: usize,
+    },
     #[error("{model}: output `{name}` has shape {found}, expected {expected}")]
     BadOutput {
         model: String,
@@ -272,8 +279,36 @@ impl OnnxModel {
         describe(&self.outputs)
     }
 
+    /// The fewest samples the `waveform` input of a wav2vec MODA graph takes: the receptive
+    /// field of its convolutional feature encoder, `k₀ + Σᵢ (kᵢ − 1)·Πⱼ<ᵢ sⱼ` from the kernels
+    /// and strides in the `moda.hparams` metadata (400 samples for wav2vec2-base). Shorter audio
+    /// gives the encoder no output step at all. `None` for other graphs.
+    pub fn min_waveform_samples(&self) -> Option<usize> {
+        let hparams: serde_json::Value =
+            serde_json::from_str(self.metadata.get("moda.hparams")?).ok()?;
+        let w2v = &hparams["audio"]["wav2vec"];
+        let list = |key: &str| -> Option<Vec<usize>> {
+            w2v[key]
+                .as_array()?
+                .iter()
+                .map(|v| v.as_u64().map(|x| x as usize))
+                .collect()
+        };
+        let (kernels, strides) = (list("conv_kernels")?, list("conv_strides")?);
+        if kernels.len() != strides.len() {
+            return None;
+        }
+        let (mut field, mut jump) = (*kernels.first()?, *strides.first()?);
+        for (k, s) in kernels.iter().zip(&strides).skip(1) {
+            field = field.checked_add(k.checked_sub(1)?.checked_mul(jump)?)?;
+            jump = jump.checked_mul(*s)?;
+        }
+        Some(field)
+    }
+
     /// Checks input shapes against the declaration (every input present, fixed dims equal,
-    /// each symbol one positive value) and returns them in model order.
+    /// each symbol one positive value, a waveform at least as long as the audio encoder's
+    /// receptive field) and returns them in model order.
     ///
     /// # Errors
     /// A [`ShapeError`] naming the input and what the model expects.
@@ -319,6 +354,17 @@ impl OnnxModel {
                         return Err(bad())
                     }
                     _ => {}
+                }
+            }
+            if decl.name == "waveform" {
+                let found = shape.iter().product();
+                if let Some(min) = self.min_waveform_samples().filter(|&m| found < m) {
+                    return Err(ShapeError::TooShort {
+                        model: self.label.clone(),
+                        name: decl.name.clone(),
+                        found,
+                        min,
+                    });
                 }
             }
             out.push(TensorDesc {
@@ -426,6 +472,27 @@ mod tests {
             model.resolve_shapes(&s(0, 0)),
             Err(ShapeError::BadShape { .. })
         ));
+    }
+
+    #[test]
+    fn a_waveform_shorter_than_the_receptive_field_is_refused() {
+        let moda = OnnxModel::from_proto("moda.onnx", &init(Network::Moda, Preset::Tiny, 1));
+        assert_eq!(moda.min_waveform_samples(), Some(400));
+        let shapes = |n: usize| {
+            vec![
+                ("waveform".to_string(), vec![1, n]),
+                ("template".to_string(), vec![1, 1434]),
+                ("noise".to_string(), vec![1, 2, 128]),
+            ]
+        };
+        assert!(moda.resolve_shapes(&shapes(400)).is_ok());
+        let err = moda.resolve_shapes(&shapes(399)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "moda.onnx: input `waveform` has 399 samples; the audio encoder needs at least 400 (its receptive field)"
+        );
+        let faco = OnnxModel::from_proto("faco", &init(Network::Faco, Preset::Tiny, 1));
+        assert_eq!(faco.min_waveform_samples(), None);
     }
 
     #[test]

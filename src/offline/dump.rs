@@ -18,9 +18,12 @@ use crate::pipeline::frame::FrameBuffers;
 use crate::pipeline::motion::Motion;
 use crate::util::npy;
 
-/// Collects and writes the dump; does nothing without a directory.
+/// Collects the dump and writes it at the end of a complete run; does nothing without a
+/// directory.
 pub(super) struct Dump<'a> {
     dir: Option<&'a Path>,
+    /// Tensors collected before the frames (the motion stage's products).
+    early: Vec<(String, Tensor)>,
     frames: &'a [usize],
     face_px: Vec<f64>,
     shoulder_px: Vec<f64>,
@@ -34,6 +37,7 @@ impl<'a> Dump<'a> {
     pub(super) fn new(dir: Option<&'a Path>, frames: &'a [usize], total: usize) -> Dump<'a> {
         Dump {
             dir,
+            early: Vec::new(),
             frames,
             face_px: Vec::new(),
             shoulder_px: Vec::new(),
@@ -44,7 +48,7 @@ impl<'a> Dump<'a> {
         }
     }
 
-    fn write(&self, name: &str, t: Tensor) -> Result<(), RenderError> {
+    fn write(&self, name: &str, t: &Tensor) -> Result<(), RenderError> {
         let Some(dir) = self.dir else { return Ok(()) };
         let path = dir.join(format!("{name}.npy"));
         if let Err(e) = std::fs::create_dir_all(dir) {
@@ -56,19 +60,23 @@ impl<'a> Dump<'a> {
                 },
             });
         }
-        npy::write(&path, &t).map_err(|source| RenderError::Dump { path, source })
+        npy::write(&path, t).map_err(|source| RenderError::Dump { path, source })
     }
 
     /// The motion stage's products.
-    pub(super) fn motion(&mut self, m: &Motion) -> Result<(), RenderError> {
+    pub(super) fn motion(&mut self, m: &Motion) {
         if self.dir.is_none() {
-            return Ok(());
+            return;
         }
         let t = m.frames;
-        self.write(
-            "waveform_normalized",
-            Tensor::f32(vec![1, m.waveform.len()], m.waveform.clone()),
-        )?;
+        let mut keep = |name: String, shape: Vec<usize>, data: &[f32]| {
+            self.early.push((name, Tensor::f32(shape, data.to_vec())));
+        };
+        keep(
+            "waveform_normalized".into(),
+            vec![1, m.waveform.len()],
+            &m.waveform,
+        );
         for (prefix, s) in [("moda_merged", &m.merged), ("moda_smoothed", &m.smoothed)] {
             for (name, data, c) in [
                 ("lip", &s.lip, 120),
@@ -76,17 +84,11 @@ impl<'a> Dump<'a> {
                 ("head", &s.head, 7),
                 ("torso", &s.torso, 54),
             ] {
-                self.write(
-                    &format!("{prefix}_{name}"),
-                    Tensor::f32(vec![t, c], data.clone()),
-                )?;
+                keep(format!("{prefix}_{name}"), vec![t, c], data);
             }
         }
-        self.write("faco_raw", Tensor::f32(vec![t, 478, 3], m.faco_raw.clone()))?;
-        self.write(
-            "faco_smoothed",
-            Tensor::f32(vec![t, 478, 3], m.faco_smoothed.clone()),
-        )
+        keep("faco_raw".into(), vec![t, 478, 3], &m.faco_raw);
+        keep("faco_smoothed".into(), vec![t, 478, 3], &m.faco_smoothed);
     }
 
     /// One frame's pose and, for the listed frames, its pictures.
@@ -108,30 +110,33 @@ impl<'a> Dump<'a> {
         if self.dir.is_none() {
             return Ok(());
         }
+        for (name, tensor) in &self.early {
+            self.write(name, tensor)?;
+        }
         let (t, n) = (self.total, self.indices.len());
         let tensor = |shape: Vec<usize>, data: TensorData| Tensor { shape, data };
         self.write(
             "face_px",
-            tensor(vec![t, 478, 2], TensorData::F64(self.face_px.clone())),
+            &tensor(vec![t, 478, 2], TensorData::F64(self.face_px.clone())),
         )?;
         self.write(
             "shoulder_px",
-            tensor(vec![t, 18, 2], TensorData::F64(self.shoulder_px.clone())),
+            &tensor(vec![t, 18, 2], TensorData::F64(self.shoulder_px.clone())),
         )?;
         self.write(
             "frames_cond",
-            tensor(
+            &tensor(
                 vec![n, canvas, canvas, 3],
                 TensorData::U8(self.cond.clone()),
             ),
         )?;
         self.write(
             "frames_out",
-            tensor(vec![n, size, size, 3], TensorData::U8(self.out.clone())),
+            &tensor(vec![n, size, size, 3], TensorData::U8(self.out.clone())),
         )?;
         self.write(
             "indices",
-            tensor(vec![n], TensorData::I64(self.indices.clone())),
+            &tensor(vec![n], TensorData::I64(self.indices.clone())),
         )
     }
 }

@@ -12,6 +12,7 @@
 mod dump;
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -49,6 +50,9 @@ pub struct RenderOptions {
     pub dump: Option<PathBuf>,
     /// Frames whose images are dumped (`frames_cond`, `frames_out`, `indices`).
     pub dump_frames: Vec<usize>,
+    /// Set (e.g. by a signal handler) to stop after the frame being rendered: the output is
+    /// then finalized with the frames so far and the summary says `interrupted`.
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -79,9 +83,16 @@ pub enum RenderError {
 /// The result summary.
 #[derive(Clone, Debug)]
 pub struct RenderSummary {
+    /// Frames written.
     pub frames: usize,
+    /// Frames the whole recording has.
+    pub total_frames: usize,
     pub audio_seconds: f64,
     pub wall_seconds: f64,
+    /// Stopped early through [`RenderOptions::stop`]; the output holds `frames` frames.
+    pub interrupted: bool,
+    /// The file written, if any.
+    pub path: Option<PathBuf>,
 }
 
 /// The models a render needs besides the avatar's renderer.
@@ -142,7 +153,7 @@ pub fn render<B: Backend + Clone>(
         return Err(RenderError::DumpFrame { frame, frames: t });
     }
     let mut dump = Dump::new(opts.dump.as_deref(), &opts.dump_frames, t);
-    dump.motion(m)?;
+    dump.motion(m);
 
     let size = settings.size;
     let width = match opts.layout {
@@ -157,7 +168,9 @@ pub fn render<B: Backend + Clone>(
     let mut panel = vec![0u8; width * size * 3];
     let mut frame = MotionFrame::default();
     let mut audio_sent = 0usize;
-    while motion.next_frame(&mut frame)? {
+    let mut written = 0usize;
+    let stopped = || opts.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst));
+    while !stopped() && motion.next_frame(&mut frame)? {
         let k = frame.index;
         if stage.process(&frame)? == FrameOutcome::KeptPrevious {
             return Err(RenderError::NonFinite { frame: k });
@@ -185,17 +198,31 @@ pub fn render<B: Backend + Clone>(
             }
         };
         sink.write_frame(&Frame::rgb(k, clock.frame_pts(Pts::ZERO, k), data))?;
-        progress(k as usize + 1, t);
+        written += 1;
+        progress(written, t);
     }
-    if audio_sent < samples.len() {
+    let interrupted = written < t;
+    if !interrupted && audio_sent < samples.len() {
         let pts = clock.sample_pts(Pts::ZERO, audio_sent as u64);
         sink.write_audio(&samples[audio_sent..], pts)?;
     }
-    sink.finish()?;
-    dump.finish(settings.canvas, size)?;
+    // Stopped before the first frame: no output at all (dropping the sink removes its file).
+    let path = if written == 0 {
+        drop(sink);
+        None
+    } else {
+        sink.finish()?.path
+    };
+    // Dumps are written once the run is complete, so a failed run leaves nothing behind.
+    if !interrupted {
+        dump.finish(settings.canvas, size)?;
+    }
     Ok(RenderSummary {
-        frames: t,
+        frames: written,
+        total_frames: t,
         audio_seconds,
         wall_seconds: t0.elapsed().as_secs_f64(),
+        interrupted,
+        path,
     })
 }

@@ -20,14 +20,9 @@ impl AtomicFile {
     /// Reserves the temporary path `.<name>.<pid>.partial` in the target's directory (the file
     /// itself is created by whoever writes it, e.g. a GStreamer `filesink`).
     pub fn new(target: &Path) -> AtomicFile {
-        let name = target
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "output".into());
-        let temp = target.with_file_name(format!(".{name}.{}.partial", std::process::id()));
         AtomicFile {
             target: target.to_path_buf(),
-            temp,
+            temp: temp_path_for(target),
             committed: false,
         }
     }
@@ -68,6 +63,15 @@ impl Drop for AtomicFile {
             let _ = std::fs::remove_file(&self.temp);
         }
     }
+}
+
+/// The temporary path this process writes `target` at: `.<name>.<pid>.partial` beside it.
+pub fn temp_path_for(target: &Path) -> PathBuf {
+    let name = target
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "output".into());
+    target.with_file_name(format!(".{name}.{}.partial", std::process::id()))
 }
 
 /// Writes `bytes` to `path` atomically (see the module doc).

@@ -2,6 +2,8 @@
 //! error measures. A missing golden file fails the test; nothing is skipped.
 #![allow(dead_code)]
 
+pub mod cli;
+
 use std::path::{Path, PathBuf};
 
 use moda_edge::model::Tensor;
@@ -183,4 +185,38 @@ pub fn output_within(cmd: &mut std::process::Command, seconds: u64) -> std::proc
         stdout: out_reader.join().expect("stdout reader"),
         stderr: err_reader.join().expect("stderr reader"),
     }
+}
+
+/// Seeded `tiny` moda.onnx, faco.onnx and renderer.onnx in `dir`.
+pub fn write_tiny_models(dir: &Path) {
+    use moda_edge::model::import::{init, Network};
+    std::fs::create_dir_all(dir).unwrap();
+    for network in [Network::Moda, Network::Faco, Network::Renderer] {
+        let path = dir.join(format!("{}.onnx", network.name()));
+        let proto = init(network, moda_edge::model::Preset::Tiny, 1);
+        std::fs::write(path, moda_edge::model::onnx::encode(&proto)).unwrap();
+    }
+}
+
+/// `frames` sample frames of a vowel-like tone with a syllable envelope, 16-bit PCM at `rate`
+/// with `channels` identical channels.
+pub fn write_speechlike_wav(path: &Path, frames: usize, rate: u32, channels: u16) {
+    let spec = hound::WavSpec {
+        channels,
+        sample_rate: rate,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(path, spec).unwrap();
+    for k in 0..frames {
+        let t = k as f64 / f64::from(rate);
+        let envelope = (std::f64::consts::PI * 4.0 * t).sin().abs();
+        let voice = (std::f64::consts::TAU * 140.0 * t).sin()
+            + 0.5 * (std::f64::consts::TAU * 700.0 * t).sin();
+        let s = (8_000.0 * envelope * voice) as i16;
+        for _ in 0..channels {
+            w.write_sample(s).unwrap();
+        }
+    }
+    w.finalize().unwrap();
 }
