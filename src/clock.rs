@@ -11,6 +11,7 @@
 //! motion stage keeps that count, `motion::frame_count`, to reproduce it exactly.)
 
 use std::fmt;
+use std::sync::{Condvar, Mutex};
 use std::time::Duration;
 
 /// A presentation or capture timestamp: nanoseconds since an origin on one clock (the stream
@@ -146,6 +147,100 @@ impl FrameClock {
     }
 }
 
+/// Where "now" comes from: the system's monotonic clock in the service, a clock a test moves
+/// by hand, or the audio itself in a simulation.
+pub trait Clock: Send + Sync {
+    /// The current time.
+    fn now(&self) -> Pts;
+    /// Returns once `deadline` has come (at once when it has passed).
+    fn sleep_until(&self, deadline: Pts);
+}
+
+/// `CLOCK_MONOTONIC`: the clock ALSA and V4L2 timestamps are on, never set back, not counting
+/// suspend.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MonotonicClock;
+
+impl MonotonicClock {
+    /// `CLOCK_MONOTONIC` now.
+    pub fn read() -> Pts {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: clock_gettime writes one timespec into the valid, exclusively borrowed `ts`.
+        let rc = unsafe { libc::clock_gettime(libc::CLOCK_MONOTONIC, &mut ts) };
+        if rc != 0 {
+            // CLOCK_MONOTONIC is always available on Linux; keep time from standing still.
+            return Pts::ZERO;
+        }
+        Pts::from_nanos(
+            u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000
+                + u64::try_from(ts.tv_nsec).unwrap_or(0),
+        )
+    }
+}
+
+impl Clock for MonotonicClock {
+    fn now(&self) -> Pts {
+        MonotonicClock::read()
+    }
+
+    fn sleep_until(&self, deadline: Pts) {
+        loop {
+            let now = MonotonicClock::read();
+            if now >= deadline {
+                return;
+            }
+            std::thread::sleep(deadline.since(now));
+        }
+    }
+}
+
+/// A clock that moves only when told: for tests of timing logic that run in microseconds
+/// whatever they simulate. `sleep_until` waits for another thread to advance the clock past
+/// the deadline.
+#[derive(Debug, Default)]
+pub struct ManualClock {
+    now: Mutex<Pts>,
+    moved: Condvar,
+}
+
+impl ManualClock {
+    pub fn new(start: Pts) -> ManualClock {
+        ManualClock {
+            now: Mutex::new(start),
+            moved: Condvar::new(),
+        }
+    }
+
+    /// Moves the clock to `t` (never backwards) and wakes the sleepers.
+    pub fn set(&self, t: Pts) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        *now = (*now).max(t);
+        self.moved.notify_all();
+    }
+
+    /// Moves the clock forward by `d`.
+    pub fn advance(&self, d: Duration) {
+        let t = self.now().after(d);
+        self.set(t);
+    }
+}
+
+impl Clock for ManualClock {
+    fn now(&self) -> Pts {
+        *self.now.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn sleep_until(&self, deadline: Pts) {
+        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        while *now < deadline {
+            now = self.moved.wait(now).unwrap_or_else(|e| e.into_inner());
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +288,31 @@ mod tests {
         assert_eq!(c.frame_at(Duration::from_millis(1000)), 30);
         assert_eq!(c.frame_at(Duration::from_nanos(33_333_332)), 0);
         assert_eq!(c.sample_at(Duration::from_millis(1)), 16);
+    }
+
+    #[test]
+    fn monotonic_time_moves_forward_and_sleeps_until_a_deadline() {
+        let c = MonotonicClock;
+        let a = c.now();
+        c.sleep_until(a.after(Duration::from_millis(2)));
+        let b = c.now();
+        assert!(b.since(a) >= Duration::from_millis(2), "{a} → {b}");
+        c.sleep_until(a); // in the past: returns at once
+    }
+
+    #[test]
+    fn a_manual_clock_wakes_sleepers_when_advanced() {
+        let clock = std::sync::Arc::new(ManualClock::new(Pts::from_nanos(100)));
+        let c = std::sync::Arc::clone(&clock);
+        let sleeper = std::thread::spawn(move || {
+            c.sleep_until(Pts::from_nanos(1_000));
+            c.now()
+        });
+        clock.advance(Duration::from_nanos(400));
+        clock.set(Pts::from_nanos(50)); // never backwards
+        assert_eq!(clock.now(), Pts::from_nanos(500));
+        clock.set(Pts::from_nanos(1_200));
+        assert_eq!(sleeper.join().unwrap(), Pts::from_nanos(1_200));
     }
 
     #[test]
