@@ -152,7 +152,9 @@ impl FrameClock {
 pub trait Clock: Send + Sync {
     /// The current time.
     fn now(&self) -> Pts;
-    /// Returns once `deadline` has come (at once when it has passed).
+    /// Sleeps until `deadline` (returns at once when it has passed). May return earlier
+    /// (a manual clock wakes every few milliseconds of real time so that sleepers can look at a
+    /// stop flag): callers that must not act before the deadline check [`Clock::now`] again.
     fn sleep_until(&self, deadline: Pts);
 }
 
@@ -199,7 +201,7 @@ impl Clock for MonotonicClock {
 
 /// A clock that moves only when told: for tests of timing logic that run in microseconds
 /// whatever they simulate. `sleep_until` waits for another thread to advance the clock past
-/// the deadline.
+/// the deadline, or returns after 10 ms of real time (see [`Clock::sleep_until`]).
 #[derive(Debug, Default)]
 pub struct ManualClock {
     now: Mutex<Pts>,
@@ -234,9 +236,12 @@ impl Clock for ManualClock {
     }
 
     fn sleep_until(&self, deadline: Pts) {
-        let mut now = self.now.lock().unwrap_or_else(|e| e.into_inner());
-        while *now < deadline {
-            now = self.moved.wait(now).unwrap_or_else(|e| e.into_inner());
+        let now = self.now.lock().unwrap_or_else(|e| e.into_inner());
+        if *now < deadline {
+            let _ = self
+                .moved
+                .wait_timeout(now, Duration::from_millis(10))
+                .unwrap_or_else(|e| e.into_inner());
         }
     }
 }
@@ -305,7 +310,9 @@ mod tests {
         let clock = std::sync::Arc::new(ManualClock::new(Pts::from_nanos(100)));
         let c = std::sync::Arc::clone(&clock);
         let sleeper = std::thread::spawn(move || {
-            c.sleep_until(Pts::from_nanos(1_000));
+            while c.now() < Pts::from_nanos(1_000) {
+                c.sleep_until(Pts::from_nanos(1_000));
+            }
             c.now()
         });
         clock.advance(Duration::from_nanos(400));

@@ -15,6 +15,7 @@
 //! [`PlanCache`]: crate::backend::PlanCache
 
 pub mod frame;
+pub mod live;
 pub mod motion;
 
 pub use frame::{FrameError, FrameOutcome, FrameSettings, FrameStage};
