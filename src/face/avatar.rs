@@ -29,8 +29,10 @@ pub struct AvatarConfig {
     /// Side of the renderer input; the condition image and reference are shrunk 2×2 to it when
     /// smaller than the canvas (256 or 512).
     pub renderer_size: usize,
-    /// Centre of the canonical space the motion is expressed in (official: 256, 235, 128).
-    #[serde(default = "default_centre")]
+    /// Centre of the canonical space the motion is expressed in (official: 256, 235, 128):
+    /// the pose step subtracts it before rotating (see [`crate::face::pose`]). Each value must
+    /// be finite and within `0..=canvas`.
+    #[serde(default = "default_centre", deserialize_with = "three_numbers")]
     pub face_centre: [f64; 3],
     /// Drawing style of the condition image (only the official "moda" style exists).
     #[serde(default = "default_style")]
@@ -45,6 +47,18 @@ fn default_centre() -> [f64; 3] {
 }
 fn default_style() -> String {
     "moda".into()
+}
+
+/// `face_centre`: exactly three numbers, with a message that says so (serde's own speaks of
+/// tuples of a size).
+fn three_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f64; 3], D::Error> {
+    let v = Vec::<f64>::deserialize(d)?;
+    <[f64; 3]>::try_from(v.as_slice()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "face_centre has {} values, expected 3 numbers [x, y, z]",
+            v.len()
+        ))
+    })
 }
 
 /// A loaded avatar bundle.
@@ -78,6 +92,19 @@ pub enum AvatarError {
     },
     #[error("avatar {dir}: avatar.toml: {detail}")]
     Config { dir: PathBuf, detail: String },
+    /// An array file that is not a usable `.npy` (the message names the file).
+    #[error(transparent)]
+    Array(crate::util::npy::NpyError),
+    /// A value in an array file that the pose step cannot use.
+    #[error("avatar {dir}: {file}: {detail}")]
+    Value {
+        dir: PathBuf,
+        file: &'static str,
+        detail: String,
+    },
+    /// The reference picture is not a PNG of the expected size and colour type.
+    #[error("{path}: {detail}")]
+    Image { path: PathBuf, detail: String },
     #[error("renderer model {path}: {detail}")]
     Renderer { path: PathBuf, detail: String },
     #[error("cannot build the synthetic demo subject: {0}")]
@@ -108,8 +135,32 @@ impl AvatarConfig {
         Ok(config)
     }
 
+    /// Parses and checks the text of an `avatar.toml`. The error is one line, with the line
+    /// number of a syntax or type error.
+    ///
+    /// # Errors
+    /// A description of the first problem.
+    pub fn from_toml(text: &str) -> Result<AvatarConfig, String> {
+        let config: AvatarConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let detail = plain_serde_words(e.message());
+            match line {
+                Some(line) => format!("line {line}: {detail}"),
+                None => detail,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks the values a user may get wrong.
     fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty; expected the avatar's display name".into());
+        }
         if self.canvas != 512 {
             return Err(format!(
                 "canvas = {} is not supported; expected 512 (the official drawing canvas)",
@@ -128,8 +179,29 @@ impl AvatarConfig {
                 self.style
             ));
         }
+        let limit = self.canvas as f64;
+        if let Some(v) = self
+            .face_centre
+            .iter()
+            .find(|v| !(v.is_finite() && (0.0..=limit).contains(*v)))
+        {
+            return Err(format!(
+                "face_centre = {:?} holds {v}; expected finite values within 0 to {} (the canvas)",
+                self.face_centre, self.canvas
+            ));
+        }
         Ok(())
     }
+}
+
+/// serde's type names in words a user knows.
+fn plain_serde_words(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("a sequence", "an array")
+        .trim_end()
+        .replace('\n', " ")
 }
 
 impl Avatar {
@@ -145,11 +217,7 @@ impl Avatar {
         };
         let text = std::fs::read_to_string(dir.join("avatar.toml"))
             .map_err(|e| read_err("avatar.toml", e.to_string()))?;
-        let config: AvatarConfig = toml::from_str(&text).map_err(|e| AvatarError::Config {
-            dir: dir.into(),
-            detail: e.message().to_string(),
-        })?;
-        config.validate().map_err(|detail| AvatarError::Config {
+        let config = AvatarConfig::from_toml(&text).map_err(|detail| AvatarError::Config {
             dir: dir.into(),
             detail,
         })?;
@@ -157,7 +225,7 @@ impl Avatar {
                      expected_shape: &[usize],
                      expected: &'static str|
          -> Result<Vec<f64>, AvatarError> {
-            let t = npy::read(&dir.join(file)).map_err(|e| read_err(file, e.to_string()))?;
+            let t = npy::read_finite(&dir.join(file)).map_err(AvatarError::Array)?;
             if t.shape != expected_shape
                 || !matches!(t.data, TensorData::F64(_) | TensorData::F32(_))
             {
@@ -177,16 +245,18 @@ impl Avatar {
         let template = array("template.npy", &[478, 3], "(478, 3) float64")?;
         let shoulders = array("shoulders.npy", &[18, 3], "(18, 3) float64")?;
         let hm = array("headmotion.npy", &[7], "(7,) float64")?;
-        let (w, h, reference) =
-            read_png_rgb(&dir.join("reference.png")).map_err(|e| read_err("reference.png", e))?;
-        if w != config.canvas || h != config.canvas {
-            return Err(AvatarError::Shape {
-                dir: dir.into(),
-                file: "reference.png",
-                found: format!("{w}×{h}"),
-                expected: "canvas × canvas RGB (512×512)",
-            });
-        }
+        let headmotion = <[f64; 7]>::try_from(hm.as_slice()).map_err(|_| AvatarError::Shape {
+            dir: dir.into(),
+            file: "headmotion.npy",
+            found: format!("{} values", hm.len()),
+            expected: "(7,) float64",
+        })?;
+        check_scale(headmotion[6]).map_err(|detail| AvatarError::Value {
+            dir: dir.into(),
+            file: "headmotion.npy",
+            detail,
+        })?;
+        let reference = read_png_rgb(&dir.join("reference.png"), config.canvas, config.canvas)?;
         if !dir.join("renderer.onnx").is_file() {
             return Err(read_err("renderer.onnx", "file not found".into()));
         }
@@ -195,7 +265,7 @@ impl Avatar {
             config,
             template,
             shoulders,
-            headmotion: hm.try_into().expect("shape checked"),
+            headmotion,
             reference,
         })
     }
@@ -207,6 +277,7 @@ impl Avatar {
             templete: points(&self.template),
             shoulder: points(&self.shoulders),
             headmotion: self.headmotion,
+            centre: self.config.face_centre,
         }
     }
 
@@ -260,30 +331,80 @@ pub fn write_bundle(
     Ok(())
 }
 
-/// Decodes an 8-bit RGB or RGBA PNG into RGB bytes.
+/// The head-pose scale divides every canonical coordinate: zero, negative or absurdly small
+/// values put the face off the canvas or at infinity.
+fn check_scale(scale: f64) -> Result<(), String> {
+    if scale > 1e-6 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the head scale (element 6) is {scale}; expected a positive value (official avatars: about 1)"
+        ))
+    }
+}
+
+/// Reads an 8-bit RGB or RGBA PNG of exactly `width` × `height` pixels into RGB bytes.
 ///
 /// # Errors
-/// A description when the file is unreadable or of another colour type / bit depth.
-pub fn read_png_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
-    if info.bit_depth != png::BitDepth::Eight {
-        return Err(format!("{:?}-bit PNG; expected 8-bit RGB", info.bit_depth));
-    }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let rgb = match info.color_type {
-        png::ColorType::Rgb => buf[..w * h * 3].to_vec(),
-        png::ColorType::Rgba => buf[..w * h * 4]
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        other => return Err(format!("{other:?} PNG; expected RGB")),
+/// [`AvatarError::Image`] naming the file when it cannot be read, is not a PNG, has another
+/// size (checked from the header, before any pixel buffer is allocated), colour type or bit
+/// depth, or its pixel data are damaged.
+pub fn read_png_rgb(path: &Path, width: usize, height: usize) -> Result<Vec<u8>, AvatarError> {
+    let image = |detail: String| AvatarError::Image {
+        path: path.into(),
+        detail,
     };
-    Ok((w, h, rgb))
+    let file = std::fs::File::open(path).map_err(|e| image(format!("cannot read it: {e}")))?;
+    decode_png_rgb(std::io::BufReader::new(file), width, height).map_err(image)
+}
+
+/// [`read_png_rgb`] on any reader; the error completes a sentence that starts with the file.
+///
+/// # Errors
+/// A description of what is wrong.
+pub fn decode_png_rgb<R: std::io::BufRead + std::io::Seek>(
+    reader: R,
+    width: usize,
+    height: usize,
+) -> Result<Vec<u8>, String> {
+    let expected = format!("expected an 8-bit RGB or RGBA PNG of {width}×{height} pixels");
+    // The pixel buffer below is sized from the checked header; the decoder's own limit (its
+    // row buffers, text and colour-profile chunks) is a second guard.
+    let limits = png::Limits {
+        bytes: width.saturating_mul(height).saturating_mul(8) + (1 << 20),
+    };
+    let mut decoder = png::Decoder::new_with_limits(reader, limits);
+    let info = decoder
+        .read_header_info()
+        .map_err(|e| format!("not a readable PNG ({e}); {expected}"))?;
+    let (w, h) = (info.width as usize, info.height as usize);
+    if (w, h) != (width, height) {
+        return Err(format!("the picture is {w}×{h} pixels; {expected}"));
+    }
+    let channels = match (info.color_type, info.bit_depth) {
+        (png::ColorType::Rgb, png::BitDepth::Eight) => 3,
+        (png::ColorType::Rgba, png::BitDepth::Eight) => 4,
+        (color, depth) => {
+            return Err(format!(
+                "the picture is a {}-bit {color:?} PNG; {expected}",
+                depth as u8
+            ))
+        }
+    };
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| format!("the PNG is damaged ({e}); {expected}"))?;
+    let mut buf = vec![0; w * h * channels];
+    reader
+        .next_frame(&mut buf)
+        .map_err(|e| format!("the PNG's pixel data are damaged ({e}); {expected}"))?;
+    if channels == 3 {
+        return Ok(buf);
+    }
+    Ok(buf
+        .chunks_exact(4)
+        .flat_map(|p| [p[0], p[1], p[2]])
+        .collect())
 }
 
 /// Encodes RGB bytes as an 8-bit PNG.

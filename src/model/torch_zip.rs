@@ -25,8 +25,16 @@ mod storage;
 use storage::{decode, element_size, is_contiguous, storage_dtype};
 
 /// The largest `data.pkl` read into memory. A state_dict pickle is a few hundred KiB; the
-/// official `reference.pth` embeds a 512 × 512 image (1.2 MB).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// official `reference.pth` embeds a 512 × 512 image (0.8 MB).
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// How many bytes of storage records one file may make us read and decode, as a multiple of the
+/// file's own size (plus [`DATA_SLACK_BYTES`]). `torch.save` stores records uncompressed and
+/// each storage once, so a real checkpoint reads at most its own size (twice for a storage that
+/// two tensors share). A deflated record that inflates a thousandfold, or thousands of tensors
+/// pointing at one large storage, would otherwise turn a small file into gigabytes and minutes.
+const MAX_DATA_EXPANSION: u64 = 4;
+const DATA_SLACK_BYTES: u64 = 16 << 20;
 
 /// Reads a state_dict written by `torch.save` (a bare mapping from key to tensor, as the official
 /// `BaseModel.save_networks` writes it).
@@ -48,7 +56,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let root = archive.pickle()?;
     let pairs = root.as_dict().ok_or_else(|| {
         archive.not_torch(format!(
-            "data.pkl holds a {}, expected a state_dict (a dict from parameter name to tensor)",
+            "data.pkl holds {}, expected a state_dict (a dict from parameter name to tensor)",
             root.describe()
         ))
     })?;
@@ -56,7 +64,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     for (k, v) in pairs {
         let key = k.as_str().ok_or_else(|| {
             archive.not_torch(format!(
-                "the state_dict has a {} as a key, expected str",
+                "the state_dict has {} as a key, expected a str",
                 k.describe()
             ))
         })?;
@@ -94,7 +102,7 @@ pub fn load_reference_image(path: &Path) -> Result<(usize, usize, Vec<u8>), Chec
     };
     let examples = root.get("examples").ok_or_else(|| {
         wrong(format!(
-            "data.pkl holds a {}, expected a dict with an `examples` list",
+            "data.pkl holds {}, expected a dict with an `examples` list",
             root.describe()
         ))
     })?;
@@ -103,7 +111,7 @@ pub fn load_reference_image(path: &Path) -> Result<(usize, usize, Vec<u8>), Chec
         .and_then(<[Value]>::first)
         .ok_or_else(|| {
             wrong(format!(
-                "`examples` is a {}, expected a non-empty list",
+                "`examples` is {}, expected a non-empty list",
                 examples.describe()
             ))
         })?;
@@ -131,6 +139,8 @@ struct TorchArchive {
     prefix: String,
     big_endian: bool,
     file_len: u64,
+    /// Bytes of storage records that may still be read (see [`MAX_DATA_EXPANSION`]).
+    data_budget: u64,
 }
 
 impl TorchArchive {
@@ -197,6 +207,9 @@ impl TorchArchive {
             prefix,
             big_endian: false,
             file_len,
+            data_budget: file_len
+                .saturating_mul(MAX_DATA_EXPANSION)
+                .saturating_add(DATA_SLACK_BYTES),
         };
         let order_name = format!("{}byteorder", archive.prefix);
         if archive.zip.index_for_name(&order_name).is_some() {
@@ -291,16 +304,16 @@ impl TorchArchive {
                 ("_rebuild_tensor_v2" | "_rebuild_tensor", Some(a)) if a.len() >= 4 => a,
                 _ => {
                     return Err(bad(format!(
-                        "is built by torch._utils.{f} with {}",
+                        "is built by torch._utils.{f} with {} as its arguments",
                         args.describe()
                     )))
                 }
             },
-            _ => return Err(bad(format!("is a {}, expected a tensor", value.describe()))),
+            _ => return Err(bad(format!("is {}, expected a tensor", value.describe()))),
         };
         let Value::PersistentId(pid) = &args[0] else {
             return Err(bad(format!(
-                "has a {} as its storage, expected a persistent id",
+                "has {} as its storage, expected a persistent id",
                 args[0].describe()
             )));
         };
@@ -308,7 +321,12 @@ impl TorchArchive {
             Some([tag, ty, k, _location, numel]) if tag.as_str() == Some("storage") => {
                 let ty = match ty.as_global() {
                     Some(("torch", name)) => name,
-                    _ => return Err(bad(format!("has a storage type {}", ty.describe()))),
+                    _ => {
+                        return Err(bad(format!(
+                            "has {} as its storage type, expected a torch storage class",
+                            ty.describe()
+                        )))
+                    }
                 };
                 let dtype = storage_dtype(ty).ok_or_else(|| CheckpointError::WrongKind {
                     path: self.path.clone(),
@@ -318,7 +336,12 @@ impl TorchArchive {
                 let k = k
                     .as_str()
                     .filter(|k| !k.is_empty() && !k.contains(['/', '\\']));
-                let k = k.ok_or_else(|| bad(format!("has a storage key {}", pid.describe())))?;
+                let k = k.ok_or_else(|| {
+                    bad(format!(
+                        "has a storage key that is not a plain name in {}",
+                        pid.describe()
+                    ))
+                })?;
                 (
                     k.to_owned(),
                     dtype,
@@ -327,18 +350,30 @@ impl TorchArchive {
             }
             _ => {
                 return Err(bad(format!(
-                    "has a storage id {}, expected ('storage', type, key, location, numel)",
+                    "has {} as its storage id, expected ('storage', type, key, location, numel)",
                     pid.describe()
                 )))
             }
         };
         let ints = |v: &Value| -> Option<Vec<usize>> { v.as_seq()?.iter().map(to_usize).collect() };
-        let offset = to_usize(&args[1])
-            .ok_or_else(|| bad(format!("has storage offset {}", args[1].describe())))?;
-        let shape =
-            ints(&args[2]).ok_or_else(|| bad(format!("has size {}", args[2].describe())))?;
-        let stride =
-            ints(&args[3]).ok_or_else(|| bad(format!("has stride {}", args[3].describe())))?;
+        let offset = to_usize(&args[1]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its storage offset, expected a non-negative int",
+                args[1].describe()
+            ))
+        })?;
+        let shape = ints(&args[2]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its size, expected a tuple of non-negative ints",
+                args[2].describe()
+            ))
+        })?;
+        let stride = ints(&args[3]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its stride, expected a tuple of non-negative ints",
+                args[3].describe()
+            ))
+        })?;
         if stride.len() != shape.len() {
             return Err(bad(format!(
                 "has {} sizes but {} strides",
@@ -387,6 +422,13 @@ impl TorchArchive {
         let storage_bytes = storage_bytes.ok_or_else(|| {
             self.corrupt(format!("tensor `{key}` has an impossible storage size"))
         })?;
+        if storage_bytes > self.data_budget {
+            return Err(self.corrupt(format!(
+                "tensor `{key}` needs {storage_bytes} more bytes of storage, beyond {MAX_DATA_EXPANSION} × the file's {} bytes that a checkpoint can hold (torch.save stores tensors uncompressed)",
+                self.file_len
+            )));
+        }
+        self.data_budget -= storage_bytes;
         let name = format!("{}data/{}", self.prefix, view.storage_key);
         let bytes = self
             .read_record(&name, Some(storage_bytes))
