@@ -142,3 +142,154 @@ pub fn golden_render_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     .unwrap();
     (avatar_dir, models_dir)
 }
+
+/// What a finished child process left: exit code, stdout and stderr as text.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with piped output and kills it after `secs` seconds, failing the test with what
+/// it printed so far: a hang fails instead of hanging the suite.
+pub fn run_with_timeout(mut cmd: std::process::Command, secs: u64) -> Finished {
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command starts");
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "{cmd:?} did not finish within {secs} s; stderr so far: {}",
+                err.join().unwrap_or_default()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
+    }
+}
+
+/// A RIFF/WAVE file from raw chunks, each padded to an even size as the format requires.
+pub fn riff(chunks: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+    let mut body = b"WAVE".to_vec();
+    for (id, data) in chunks {
+        body.extend_from_slice(*id);
+        body.extend((data.len() as u32).to_le_bytes());
+        body.extend(data);
+        if data.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A 16-byte `fmt ` chunk body: format code `tag` (1 PCM, 3 float), consistent byte rate and
+/// block alignment.
+pub fn fmt_chunk(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
+    let align = u32::from(channels) * u32::from(bits) / 8;
+    let mut f = Vec::new();
+    f.extend(tag.to_le_bytes());
+    f.extend(channels.to_le_bytes());
+    f.extend(rate.to_le_bytes());
+    f.extend(rate.wrapping_mul(align).to_le_bytes());
+    f.extend((align as u16).to_le_bytes());
+    f.extend(bits.to_le_bytes());
+    f
+}
+
+/// Little-endian bytes of float32 samples.
+pub fn f32_le(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes of 16-bit samples.
+pub fn i16_le(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// CRC-32 (IEEE, as PNG chunks use it), bitwise: test files only.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG that is only a signature and an IHDR chunk (with a valid CRC) claiming the given
+/// size, bit depth and colour type, then `rest` (further chunks, or nothing).
+pub fn png_header(width: u32, height: u32, depth: u8, color: u8, rest: &[u8]) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([depth, color, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(13u32.to_be_bytes());
+    out.extend(&ihdr);
+    out.extend(crc32(&ihdr).to_be_bytes());
+    out.extend(rest);
+    out
+}
+
+/// Asserts the CLI failed as a user error should: exit code 1, exactly one stderr line that
+/// starts with `error:` and contains each of `names`, no panic.
+pub fn assert_one_line_error(f: &Finished, names: &[&str]) {
+    let lines: Vec<&str> = f.stderr.lines().collect();
+    assert_eq!(f.code, Some(1), "exit code; stderr: {}", f.stderr);
+    assert_eq!(lines.len(), 1, "expected one stderr line: {:?}", f.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+    for name in names {
+        assert!(
+            lines[0].contains(name),
+            "does not name {name}: {}",
+            lines[0]
+        );
+    }
+}
