@@ -345,7 +345,12 @@ impl TorchArchive {
                 (
                     k.to_owned(),
                     dtype,
-                    to_usize(numel).ok_or_else(|| bad("has a bad storage size".into()))?,
+                    to_usize(numel).ok_or_else(|| {
+                        bad(format!(
+                            "has {} as its storage size, expected a non-negative int",
+                            numel.describe()
+                        ))
+                    })?,
                 )
             }
             _ => {

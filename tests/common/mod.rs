@@ -293,3 +293,70 @@ pub fn assert_one_line_error(f: &Finished, names: &[&str]) {
         );
     }
 }
+
+/// One tensor of [`state_dict_pickle`]: the `_rebuild_tensor_v2` arguments torch writes.
+pub struct TorchEntry<'a> {
+    pub key: &'a str,
+    pub storage_type: &'a str,
+    pub storage_key: &'a str,
+    pub storage_numel: u32,
+    pub offset: u32,
+    pub shape: &'a [u32],
+    pub stride: &'a [u32],
+}
+
+/// The protocol-2 pickle `torch.save` writes for an `OrderedDict` state_dict.
+pub fn state_dict_pickle(entries: &[TorchEntry]) -> Vec<u8> {
+    fn ustr(out: &mut Vec<u8>, s: &str) {
+        out.push(b'X');
+        out.extend((s.len() as u32).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    fn ints(out: &mut Vec<u8>, v: &[u32]) {
+        out.push(b'(');
+        for &x in v {
+            out.push(b'J');
+            out.extend(x.to_le_bytes());
+        }
+        out.push(b't');
+    }
+    let mut p = vec![0x80, 2, b'c'];
+    p.extend(b"collections\nOrderedDict\n");
+    p.extend([b'q', 0, b')', b'R', b'q', 1, b'(']);
+    for e in entries {
+        ustr(&mut p, e.key);
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        ustr(&mut p, "storage");
+        p.extend(format!("ctorch\n{}\n", e.storage_type).as_bytes());
+        ustr(&mut p, e.storage_key);
+        ustr(&mut p, "cpu");
+        p.push(b'J');
+        p.extend(e.storage_numel.to_le_bytes());
+        p.extend([b't', b'Q', b'J']);
+        p.extend(e.offset.to_le_bytes());
+        ints(&mut p, e.shape);
+        ints(&mut p, e.stride);
+        p.extend([0x89, b'h', 0, b')', b'R', b't', b'R']);
+    }
+    p.extend([b'u', b'.']);
+    p
+}
+
+/// A zip archive of `records`, each stored or deflated.
+pub fn torch_zip(records: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(method)
+        .large_file(false);
+    for (name, data) in records {
+        zip.start_file(*name, opts).expect("zip entry");
+        zip.write_all(data).expect("zip data");
+    }
+    zip.finish().expect("zip finish").into_inner()
+}
