@@ -8,8 +8,11 @@ use moda_edge::face::avatar::{decode_png_rgb, AvatarConfig};
 use moda_edge::model::pickle;
 use moda_edge::util::npy;
 
+/// A fuzz target: the bytes of one would-be file.
+pub type Target = fn(&[u8]);
+
 /// The file kinds, by the name of their target and corpus folder.
-pub const TARGETS: [(&str, fn(&[u8])); 6] = [
+pub const TARGETS: [(&str, Target); 6] = [
     ("wav", wav),
     ("npy", npy_file),
     ("png", png),
@@ -35,7 +38,9 @@ fn scratch(name: &str) -> PathBuf {
     dir.join(format!("moda-fuzz-{}-{name}", std::process::id()))
 }
 
-/// WAV decoding, then resampling what was decoded.
+/// WAV decoding. (Resampling is left out: planning rubato's filter for a rate like 191,999 Hz
+/// takes tens of milliseconds, which would slow every run down; `tests/robust_audio.rs` times
+/// the slowest accepted rate instead.)
 pub fn wav(data: &[u8]) {
     match audio::decode_wav(Cursor::new(data), Path::new("fuzz.wav")) {
         Ok(a) => {
@@ -47,9 +52,6 @@ pub fn wav(data: &[u8]) {
                 .samples
                 .iter()
                 .all(|v| v.abs() <= audio::MAX_FILE_SAMPLE_MAGNITUDE));
-            let y = audio::resample_to_16k(&a.samples, a.sample_rate).expect("rate in range");
-            let want = audio::resampled_len(a.samples.len(), a.sample_rate, audio::SAMPLE_RATE);
-            assert_eq!(y.len(), want);
         }
         Err(e) => check_message(&e.to_string(), "fuzz.wav"),
     }

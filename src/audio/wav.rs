@@ -190,8 +190,8 @@ fn decode_frames<R: Read>(
                 .enumerate()
             {
                 *v = sample(header.encoding, s);
-                // Integer samples are always within ±1; the test also catches NaN.
-                if !(v.abs() <= MAX_FILE_SAMPLE_MAGNITUDE) {
+                // Integer samples are always within ±1; NaN fails `is_finite`.
+                if !v.is_finite() || v.abs() > MAX_FILE_SAMPLE_MAGNITUDE {
                     return Err(AudioError::BadSample {
                         path: path.into(),
                         index,
