@@ -50,7 +50,7 @@ for t in "${targets[@]}"; do
     stats="$out/default/fuzzer_stats"
     if [ -f "$stats" ]; then
         echo "fuzz/ci.sh: $t $(grep -E '^(run_time|execs_done|execs_per_sec|corpus_count|edges_found|saved_crashes|saved_hangs) ' "$stats" | tr -s ' ' | tr '\n' ' ')"
-        if [ -n "$(ls -A "$out/default/crashes" "$out/default/hangs" 2>/dev/null | grep -v README)" ]; then
+        if find "$out/default/crashes" "$out/default/hangs" -type f ! -name README.txt | grep -q .; then
             echo "fuzz/ci.sh: $t found crashes or hangs in fuzz/$out/default/{crashes,hangs}"
             failed=1
         fi

@@ -181,3 +181,39 @@ fn a_zip_directory_claiming_many_entries_is_an_error() {
     let dir = tempfile::tempdir().unwrap();
     refused(&write(dir.path(), "eocd.pth", &eocd));
 }
+
+/// Found by fuzzing (fuzz/regressions/torch_zip): zip record names, state_dict keys and pickled
+/// global names are quoted in messages; a newline in them split the one-line error.
+#[test]
+fn names_from_the_file_are_quoted_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let pkl = state_dict_pickle(&[entry("w", 4, &[4], &[1])]);
+    let data = [0u8; 16];
+    // A record name with a newline, and no data.pkl: the message lists the names.
+    let bytes = torch_zip(&[("ck/data\n.pkl", &pkl), ("ck/data/0", &data)], false);
+    let msg = refused(&write(dir.path(), "names.pth", &bytes));
+    assert!(msg.contains("ck/data\\n.pkl"), "{msg}");
+    // A state_dict key with a newline.
+    let pkl = state_dict_pickle(&[entry("layer\n1.weight", 4, &[4], &[1])]);
+    let bytes = torch_zip(&[("ck/data.pkl", &pkl), ("ck/data/0", &data)], false);
+    let msg = refused(&write(dir.path(), "key.pth", &bytes));
+    assert!(
+        msg.contains("layer\\n1.weight") && msg.contains("control character"),
+        "{msg}"
+    );
+    // An object whose class name (STACK_GLOBAL from two strings) holds a newline.
+    let mut obj = vec![
+        0x80, 4, 0x8c, 1, b'm', 0x8c, 3, b'a', b'\n', b'b', 0x93, b')', 0x81, b'.',
+    ];
+    obj.shrink_to_fit();
+    let bytes = torch_zip(&[("ck/data.pkl", &obj)], false);
+    let msg = refused(&write(dir.path(), "global.pth", &bytes));
+    assert!(msg.contains("an object built by m.a\\nb"), "{msg}");
+    for f in
+        std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/torch_zip"))
+            .unwrap()
+    {
+        let path = f.unwrap().path();
+        refused(&path);
+    }
+}

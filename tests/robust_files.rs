@@ -335,3 +335,28 @@ fn a_reference_png_of_another_size_is_refused_from_its_header() {
         "{msg}"
     );
 }
+
+/// Found by fuzzing (fuzz/regressions/npy): a dtype or key holding a newline made the error
+/// span several lines.
+#[test]
+fn text_quoted_from_a_npy_header_stays_on_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    for dict in [
+        "{'descr': '|\nb1', 'fortran_order': False, 'shape': (4,), }",
+        "{'descr': '<f4', 'sha\npe': (4,), 'fortran_order': False, }",
+    ] {
+        let path = write(dir.path(), "nl.npy", &npy_with_header(dict, &[0; 16]));
+        let msg = npy::read(&path).unwrap_err().to_string();
+        assert!(
+            !msg.contains('\n') && msg.contains("\\n") && msg.contains("nl.npy"),
+            "{msg}"
+        );
+    }
+    for f in std::fs::read_dir(Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz/regressions/npy"))
+        .unwrap()
+    {
+        let path = f.unwrap().path();
+        let msg = npy::read(&path).unwrap_err().to_string();
+        assert!(!msg.contains('\n'), "{}: {msg}", path.display());
+    }
+}

@@ -21,11 +21,10 @@ pub const TARGETS: [(&str, Target); 6] = [
     ("torch_zip", torch_zip),
 ];
 
-/// An error message must be one line that names the file and carries no crate jargon.
+/// An error message must be one line that names the file.
 fn check_message(msg: &str, file: &str) {
     assert!(!msg.contains('\n'), "message on several lines: {msg:?}");
     assert!(msg.contains(file), "message does not name {file}: {msg}");
-    assert!(!msg.contains("hound"), "message names a crate: {msg}");
 }
 
 /// A scratch file of this process (the parsers that take a path read it).
@@ -53,7 +52,12 @@ pub fn wav(data: &[u8]) {
                 .iter()
                 .all(|v| v.abs() <= audio::MAX_FILE_SAMPLE_MAGNITUDE));
         }
-        Err(e) => check_message(&e.to_string(), "fuzz.wav"),
+        Err(e) => {
+            let msg = e.to_string();
+            check_message(&msg, "fuzz.wav");
+            // Nothing of a WAV file is quoted in our messages except escaped chunk ids.
+            assert!(!msg.contains("hound"), "message names a crate: {msg}");
+        }
     }
 }
 

@@ -123,14 +123,42 @@ impl Value {
             Value::Tuple(v) => format!("a tuple of {} items", v.len()),
             Value::List(v) => format!("a list of {} items", v.len()),
             Value::Dict(v) => format!("a dict of {} entries", v.len()),
-            Value::Global { module, name } => format!("the global {module}.{name}"),
+            Value::Global { module, name } => {
+                format!(
+                    "the global {}.{}",
+                    printable(module, 80),
+                    printable(name, 80)
+                )
+            }
             Value::Object { callable, .. } => match callable.as_global() {
-                Some((m, n)) => format!("an object built by {m}.{n}"),
+                Some((m, n)) => format!(
+                    "an object built by {}.{}",
+                    printable(m, 80),
+                    printable(n, 80)
+                ),
                 None => "an object".into(),
             },
             Value::PersistentId(_) => "a persistent id".into(),
         }
     }
+}
+
+/// `text` for an error message: control characters (a newline would split the one-line message)
+/// escaped, and cut to `max` characters with an ellipsis.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Budgets that keep a hostile pickle from exhausting memory or the call stack.

@@ -16,7 +16,7 @@ use zip::result::ZipError;
 use zip::ZipArchive;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
-use super::pickle::{self, Value};
+use super::pickle::{self, printable, Value};
 use super::tensor::{DType, ShapeDisplay, Tensor};
 
 mod numpy;
@@ -68,6 +68,12 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
                 k.describe()
             ))
         })?;
+        if key.chars().any(char::is_control) {
+            return Err(archive.not_torch(format!(
+                "the state_dict has a key with a control character ({}); PyTorch parameter names have none",
+                printable(key, 80)
+            )));
+        }
         let view = archive.tensor_view(key, v)?;
         let tensor = archive.read_tensor(key, &view)?;
         let name = key.strip_prefix("module.").unwrap_or(key);
@@ -98,7 +104,7 @@ pub fn load_reference_image(path: &Path) -> Result<(usize, usize, Vec<u8>), Chec
     let wrong = |detail: String| CheckpointError::WrongKind {
         path: path.to_path_buf(),
         expected: "reference image",
-        detail,
+        detail: printable(&detail, 1000),
     };
     let examples = root.get("examples").ok_or_else(|| {
         wrong(format!(
@@ -157,7 +163,7 @@ impl TorchArchive {
         file.rewind().map_err(io)?;
         let not_torch = |detail: &str| CheckpointError::NotTorch {
             path: path.to_path_buf(),
-            detail: detail.into(),
+            detail: printable(detail, 1000),
         };
         if !magic.starts_with(b"PK\x03\x04") && !magic.starts_with(b"PK\x05\x06") {
             return Err(not_torch(if magic.is_empty() {
@@ -241,7 +247,7 @@ impl TorchArchive {
         let path = self.path.clone();
         let corrupt = |detail: String| CheckpointError::Corrupt {
             path: path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         };
         let mut entry = match self.zip.by_name(name) {
             Ok(entry) => entry,
@@ -331,7 +337,7 @@ impl TorchArchive {
                 let dtype = storage_dtype(ty).ok_or_else(|| CheckpointError::WrongKind {
                     path: self.path.clone(),
                     expected: "float32/float64/int64/bool/uint8",
-                    detail: format!("tensor `{key}` is stored as torch.{ty}"),
+                    detail: printable(&format!("tensor `{key}` is stored as torch.{ty}"), 1000),
                 })?;
                 let k = k
                     .as_str()
@@ -454,17 +460,19 @@ impl TorchArchive {
         })
     }
 
+    /// Details quote names from the file (keys, record names, globals): they are made
+    /// printable so the message stays one line.
     fn not_torch(&self, detail: String) -> CheckpointError {
         CheckpointError::NotTorch {
             path: self.path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         }
     }
 
     fn corrupt(&self, detail: String) -> CheckpointError {
         CheckpointError::Corrupt {
             path: self.path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         }
     }
 }

@@ -258,10 +258,11 @@ pub fn read_npz(path: &Path) -> Result<std::collections::BTreeMap<String, Tensor
             .by_index(i)
             .map_err(|e| fmt(format!("member {i}: {e}")))?;
         let name = member.name().trim_end_matches(".npy").to_string();
+        let shown = crate::model::pickle::printable(&name, 80);
         let size = member.size();
         if size > MAX_NPZ_MEMBER_BYTES {
             return Err(fmt(format!(
-                "member {name} declares {size} bytes, more than {MAX_NPZ_MEMBER_BYTES}"
+                "member {shown} declares {size} bytes, more than {MAX_NPZ_MEMBER_BYTES}"
             )));
         }
         let mut bytes = Vec::with_capacity(usize::try_from(size).unwrap_or(0));
@@ -270,18 +271,18 @@ pub fn read_npz(path: &Path) -> Result<std::collections::BTreeMap<String, Tensor
         member
             .take(size + 1)
             .read_to_end(&mut bytes)
-            .map_err(|e| fmt(format!("member {name} is damaged ({e})")))?;
+            .map_err(|e| fmt(format!("member {shown} is damaged ({e})")))?;
         if bytes.len() as u64 != size {
             return Err(fmt(format!(
-                "member {name} holds {} bytes, its header says {size}",
+                "member {shown} holds {} bytes, its header says {size}",
                 bytes.len()
             )));
         }
         let t = parse(&bytes).map_err(|e| match e {
-            ParseError::Format(d) => fmt(format!("member {name}: {d}")),
+            ParseError::Format(d) => fmt(format!("member {shown}: {d}")),
             ParseError::Unsupported(d) => NpyError::Unsupported {
                 path: path.into(),
-                found: format!("{d} in member {name}"),
+                found: format!("{d} in member {shown}"),
             },
         })?;
         out.insert(name, t);

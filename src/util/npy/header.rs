@@ -4,6 +4,7 @@
 //! caller sizes a buffer from it.
 
 use super::ParseError;
+use crate::model::pickle::printable;
 use crate::model::tensor::DType;
 
 /// The longest header accepted. numpy itself refuses headers over 10,000 bytes unless told
@@ -73,7 +74,12 @@ pub(super) fn parse(bytes: &[u8]) -> Result<Header, ParseError> {
         other if other.starts_with("a structured") => {
             return Err(ParseError::Unsupported(other.into()))
         }
-        other => return Err(ParseError::Unsupported(format!("dtype {other}"))),
+        other => {
+            return Err(ParseError::Unsupported(format!(
+                "dtype {}",
+                printable(other, 40)
+            )))
+        }
     };
     if dict.fortran_order && dict.shape.iter().filter(|&&d| d > 1).count() > 1 {
         return Err(ParseError::Unsupported(
@@ -138,7 +144,12 @@ impl Dict {
                 "descr" if descr.is_none() => descr = Some(p.descr()?),
                 "fortran_order" if fortran.is_none() => fortran = Some(p.boolean()?),
                 "shape" if shape.is_none() => shape = Some(p.shape()?),
-                k => return Err(format!("unexpected or repeated key {k:?}")),
+                k => {
+                    return Err(format!(
+                        "unexpected or repeated key \"{}\"",
+                        printable(k, 40)
+                    ))
+                }
             }
             if !p.eat(b',') {
                 p.expect(b'}')?;
