@@ -211,7 +211,7 @@ fn import_refuses_hostile_checkpoints_in_one_line() {
         )
     };
     for (name, bytes, expect) in [
-        ("FaCo.pkl", bomb, "4 × the file's"),
+        ("FaCo.pkl", bomb, "4 × its size"),
         ("empty.pkl", Vec::new(), "the file is empty"),
         ("legacy.pkl", vec![0x80, 2, b'}', b'.'], "plain pickle"),
     ] {

@@ -435,7 +435,7 @@ impl TorchArchive {
         })?;
         if storage_bytes > self.data_budget {
             return Err(self.corrupt(format!(
-                "tensor `{key}` needs {storage_bytes} more bytes of storage, beyond {MAX_DATA_EXPANSION} × the file's {} bytes that a checkpoint can hold (torch.save stores tensors uncompressed)",
+                "tensor `{key}` would read {storage_bytes} more bytes of storage, beyond what a checkpoint of {} bytes can hold (at most {MAX_DATA_EXPANSION} × its size: torch.save stores tensors uncompressed)",
                 self.file_len
             )));
         }
