@@ -152,9 +152,9 @@ struct TorchArchive {
 impl TorchArchive {
     /// Opens the zip and locates `data.pkl`; tells a plain pickle or a `.npy` file apart.
     fn open(path: &Path) -> Result<Self, CheckpointError> {
-        let io = |source| CheckpointError::Io {
+        let io = |error| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
@@ -257,7 +257,7 @@ impl TorchArchive {
             Err(ZipError::Io(source)) if !is_data_error(&source) => {
                 return Err(CheckpointError::Io {
                     path: path.clone(),
-                    source,
+                    error: source,
                 })
             }
             Err(e) => return Err(corrupt(format!("record {name} cannot be read ({e})"))),
@@ -286,7 +286,7 @@ impl TorchArchive {
             } else {
                 CheckpointError::Io {
                     path: path.clone(),
-                    source,
+                    error: source,
                 }
             });
         }
@@ -491,9 +491,9 @@ fn is_data_error(e: &std::io::Error) -> bool {
 
 /// sha256 of the whole file, lowercase hex.
 fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
-    let io = |source| CheckpointError::Io {
+    let io = |error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();
