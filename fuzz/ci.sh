@@ -14,7 +14,7 @@ targets=("$@")
 seconds=${FUZZ_SECONDS:-20}
 
 if ! command -v cargo-afl >/dev/null 2>&1; then
-    cargo install cargo-afl --locked
+    cargo install cargo-afl --locked --version 0.18.2
 fi
 cargo afl config --build >/dev/null 2>&1 || true # no-op when AFL++ is already built
 
