@@ -7,11 +7,8 @@ mod common;
 
 use std::path::Path;
 
-use common::cli::{
-    assert_one_error_line, finish, listing, render_args, setup, signal, start_render,
-    written_frames,
-};
-use common::{moda_edge_command, output_within, write_tiny_models};
+use common::cli::{cli, finish, listing, render_args, setup, signal, start_render, written_frames};
+use common::{assert_one_line_error, write_tiny_models};
 use moda_edge::model::onnx::{a_int, Dim, Graph};
 
 #[test]
@@ -26,8 +23,8 @@ fn option_mistakes_get_one_line_and_leave_the_old_output() {
 
     let mut args = render_args(&models, &avatar, &wav, out);
     args.extend(["--threads".into(), "10000".into()]);
-    let o = output_within(moda_edge_command().args(&args), 60);
-    assert_one_error_line(&o, &["--threads 10000", "1 to 64"]);
+    let o = cli(&args, 60);
+    assert_one_line_error(&o, &["--threads 10000", "1 to 64"]);
 
     // 2 s give 59 frames (0..=58): frame 999 does not exist. Found after the motion stage,
     // before any frame is written.
@@ -37,8 +34,8 @@ fn option_mistakes_get_one_line_and_leave_the_old_output() {
         dir.path().join("dump").to_str().unwrap().into(),
     ]);
     args.extend(["--dump-frames".into(), "0,999".into()]);
-    let o = output_within(moda_edge_command().args(&args), 120);
-    assert_one_error_line(&o, &["--dump-frames 999", "59 frames"]);
+    let o = cli(&args, 120);
+    assert_one_line_error(&o, &["--dump-frames 999", "59 frames"]);
     assert!(!dir.path().join("dump").exists(), "no dump of a failed run");
 
     assert_eq!(std::fs::read(&target).unwrap(), b"the previous video");
@@ -90,11 +87,8 @@ fn models_that_break_a_stage_are_refused_naming_the_tensor() {
     let out = out.to_str().unwrap();
 
     std::fs::write(models.join("faco.onnx"), faco_with_five_frames()).unwrap();
-    let o = output_within(
-        moda_edge_command().args(render_args(&models, &avatar, &wav, out)),
-        120,
-    );
-    assert_one_error_line(
+    let o = cli(&render_args(&models, &avatar, &wav, out), 120);
+    assert_one_line_error(
         &o,
         &[
             "faco.onnx",
@@ -104,11 +98,8 @@ fn models_that_break_a_stage_are_refused_naming_the_tensor() {
     write_tiny_models(&models);
 
     std::fs::write(avatar.join("renderer.onnx"), renderer_passthrough()).unwrap();
-    let o = output_within(
-        moda_edge_command().args(render_args(&models, &avatar, &wav, out)),
-        120,
-    );
-    assert_one_error_line(
+    let o = cli(&render_args(&models, &avatar, &wav, out), 120);
+    assert_one_line_error(
         &o,
         &[
             "renderer.onnx",
@@ -137,20 +128,24 @@ fn infer_refuses_short_waveforms_and_repeated_inputs() {
     let moda = models.join("moda.onnx");
     let outdir = dir.path().join("outs");
     let run = |inputs: &[&str]| {
-        let mut c = moda_edge_command();
-        c.arg("infer").arg(&moda).arg("-o").arg(&outdir);
+        let mut args: Vec<String> = vec![
+            "infer".into(),
+            moda.to_str().unwrap().into(),
+            "-o".into(),
+            outdir.to_str().unwrap().into(),
+        ];
         for i in inputs {
-            c.arg("-i").arg(i);
+            args.extend(["-i".to_string(), i.to_string()]);
         }
-        output_within(&mut c, 60)
+        cli(&args, 60)
     };
     let o = run(&[&wave, &template, &noise]);
-    assert_one_error_line(
+    assert_one_line_error(
         &o,
         &["moda.onnx", "`waveform` has 399 samples", "at least 400"],
     );
     let o = run(&[&template, &template, &noise]);
-    assert_one_error_line(&o, &["--input template= is given twice"]);
+    assert_one_line_error(&o, &["--input template= is given twice"]);
     assert!(!outdir.exists());
 }
 

@@ -298,10 +298,9 @@ fn bench_reports_warm_runs_served_without_the_system_allocator() {
     let dir = tempfile::tempdir().unwrap();
     let models = dir.path().to_str().unwrap();
     let cli = |args: &[&str]| {
-        let out = common::output_within(common::moda_edge_command().args(args), 600);
-        let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        assert!(out.status.success(), "{args:?}: {stderr}");
-        String::from_utf8_lossy(&out.stdout).into_owned()
+        let out = common::cli::cli(args, 600);
+        assert_eq!(out.code, Some(0), "{args:?}: {}", out.stderr);
+        out.stdout
     };
     cli(&[
         "models", "init", "-o", models, "--preset", "tiny", "--seed", "2",

@@ -17,6 +17,7 @@
 
 mod normalize;
 mod resample;
+mod sanitize;
 mod source;
 mod wav;
 
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 
 pub use normalize::{normalize, normalize_in_place, numpy_pairwise_sum_f32, NORM_EPS};
 pub use resample::{resample, resample_to_16k, resampled_len};
+pub use sanitize::{sanitize, Repaired, LIVE_SAMPLE_BOUND};
 pub use source::{
     AudioSource, Captured, SourceError, SourceErrorKind, Synthetic, SyntheticSource, WavSource,
 };
@@ -32,6 +34,28 @@ pub use wav::{decode_wav, read_wav, WavAudio};
 /// The sample rate every network input uses.
 pub const SAMPLE_RATE: u32 = 16_000;
 
+/// Sample rates a WAV file may have, in Hz: from telephone speech (8 kHz) to studio masters
+/// (192 kHz). Outside this range a header is either damaged or absurd (a 1 Hz file turns a few
+/// hundred bytes into minutes of video; a prime rate in the millions makes the resampler's
+/// filter gigabytes long), so it is refused before any sample is read.
+pub const WAV_SAMPLE_RATES: std::ops::RangeInclusive<u32> = 8_000..=192_000;
+
+/// Channel counts a WAV file may have (mono to 32-channel interleaved recordings).
+pub const WAV_CHANNELS: std::ops::RangeInclusive<u16> = 1..=32;
+
+/// The longest recording one offline render takes, in seconds, checked from the header before
+/// decoding. Ten minutes of speech: decoded at the highest rate this is at most 115 M mono
+/// samples (460 MB), and the motion stage keeps about 6 KB per video frame in each of its
+/// per-frame arrays (18,000 frames, about 100 MB each); an hour would take gigabytes.
+pub const MAX_AUDIO_SECONDS: u32 = 600;
+
+/// The largest magnitude a float sample of a WAV file may have (full scale is 1.0). Float
+/// files may exceed full scale a little after processing; 64 (+36 dB) leaves room for that
+/// while the whole-file normalisation's float32 sum of squares cannot overflow (64² × 9.6 M
+/// samples of ten minutes at 16 kHz is 4e10, far below float32's 3e38). A file holding a
+/// larger value, NaN or ±Inf is refused.
+pub const MAX_FILE_SAMPLE_MAGNITUDE: f32 = 64.0;
+
 /// Errors of the audio front end. Every variant names the file (or source) and what was
 /// expected; none of them is worth retrying with the same input.
 #[derive(Debug, thiserror::Error)]
@@ -39,18 +63,44 @@ pub enum AudioError {
     /// The file could not be opened or read (missing, permissions, truncated data).
     #[error("cannot read audio file {path}: {detail}")]
     Unreadable { path: PathBuf, detail: String },
-    /// The bytes are not a RIFF/WAVE file.
+    /// The bytes are not a RIFF/WAVE file, or its chunks contradict each other or the file size.
     #[error(
-        "{path} is not a WAV file ({detail}); expected a RIFF/WAVE file with PCM or float samples"
+        "{path} is not a valid WAV file ({detail}); expected a RIFF/WAVE file with PCM or float samples"
     )]
     NotWav { path: PathBuf, detail: String },
     /// A WAV encoding that is not PCM 8/16/24/32-bit integer or 32-bit float.
     #[error("{path} uses an unsupported WAV encoding ({detail}); expected PCM 8/16/24/32-bit integer or 32-bit float samples")]
     Unsupported { path: PathBuf, detail: String },
+    /// A header value outside the documented limits ([`WAV_SAMPLE_RATES`], [`WAV_CHANNELS`],
+    /// [`MAX_AUDIO_SECONDS`]).
+    #[error("{path}: {what} is {found}; expected {expected}")]
+    OutOfRange {
+        path: PathBuf,
+        what: &'static str,
+        found: String,
+        expected: String,
+    },
+    /// The data chunk declares more bytes than the file holds (a cut-off download or copy).
+    #[error("{path} is truncated: its data chunk declares {declared} bytes but only {available} follow; expected the complete file")]
+    Truncated {
+        path: PathBuf,
+        declared: u64,
+        available: u64,
+    },
+    /// A float sample that is NaN, infinite or beyond ±[`MAX_FILE_SAMPLE_MAGNITUDE`]; the first
+    /// one in the file (frame `index`, `seconds` into the recording).
+    #[error("{path}: sample {index} of channel {channel} (at {seconds:.3} s) is {value:?}; expected finite samples within ±{MAX_FILE_SAMPLE_MAGNITUDE} (full scale is ±1)")]
+    BadSample {
+        path: PathBuf,
+        index: u64,
+        channel: u16,
+        seconds: f64,
+        value: f32,
+    },
     /// A well-formed WAV file that holds no samples.
     #[error("{path} contains no audio samples; expected at least one sample")]
     Empty { path: PathBuf },
-    /// A sample rate of zero or one the resampler cannot handle.
+    /// A sample rate outside [`WAV_SAMPLE_RATES`] or one the resampler cannot handle.
     #[error("cannot resample {from} Hz audio to {to} Hz: {detail}")]
     Resample { from: u32, to: u32, detail: String },
 }

@@ -13,7 +13,7 @@
 
 use rubato::{FftFixedInOut, Resampler};
 
-use super::{AudioError, SAMPLE_RATE};
+use super::{AudioError, SAMPLE_RATE, WAV_SAMPLE_RATES};
 
 /// The shortest filter (in input samples) we accept; longer filters give a sharper cut-off.
 const MIN_FILTER_TAPS: usize = 1024;
@@ -31,7 +31,7 @@ pub fn resampled_len(n: usize, from: u32, to: u32) -> usize {
 /// Resamples mono float32 audio from `from` Hz to 16 kHz; see [`resample`].
 ///
 /// # Errors
-/// [`AudioError::Resample`] when `from` is 0.
+/// [`AudioError::Resample`] when `from` is outside [`WAV_SAMPLE_RATES`].
 pub fn resample_to_16k(samples: &[f32], from: u32) -> Result<Vec<f32>, AudioError> {
     resample(samples, from, SAMPLE_RATE)
 }
@@ -39,12 +39,21 @@ pub fn resample_to_16k(samples: &[f32], from: u32) -> Result<Vec<f32>, AudioErro
 /// Resamples mono float32 audio from `from` Hz to `to` Hz with no delay; the result has
 /// [`resampled_len`] samples. Computed in float64, returned as float32.
 ///
+/// Both rates must lie in [`WAV_SAMPLE_RATES`]: the filter is as long as the input period
+/// `from / gcd(from, to)`, so a rate of millions of Hz with no common factor would take
+/// gigabytes and minutes.
+///
 /// # Errors
-/// [`AudioError::Resample`] when a rate is 0 or rubato rejects the configuration.
+/// [`AudioError::Resample`] when a rate is outside [`WAV_SAMPLE_RATES`] or rubato rejects the
+/// configuration.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, AudioError> {
     let fail = |detail: String| AudioError::Resample { from, to, detail };
-    if from == 0 || to == 0 {
-        return Err(fail("sample rates must be positive".into()));
+    if !WAV_SAMPLE_RATES.contains(&from) || !WAV_SAMPLE_RATES.contains(&to) {
+        return Err(fail(format!(
+            "expected rates from {} to {} Hz",
+            WAV_SAMPLE_RATES.start(),
+            WAV_SAMPLE_RATES.end()
+        )));
     }
     if from == to {
         return Ok(samples.to_vec());

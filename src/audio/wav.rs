@@ -9,14 +9,29 @@
 //! | 32-bit float | x |
 //!
 //! Several channels are mixed to mono by their mean in float32, as `librosa.to_mono` does.
+//!
+//! The container is read by our own RIFF parser ([`header`]): format code 1 (PCM),
+//! 3 (IEEE float) and 0xFFFE (`WAVE_FORMAT_EXTENSIBLE` with one of those two sub-formats);
+//! chunks other than `fmt ` and `data` are skipped, odd-sized chunks with their pad byte.
+//! Before a sample is read, the header must pass the limits in [`super`]: a sample rate in
+//! [`WAV_SAMPLE_RATES`], a channel count in [`WAV_CHANNELS`], a data chunk that the file really
+//! holds and at most [`MAX_AUDIO_SECONDS`] of audio. A trailing partial frame is dropped (as
+//! libsndfile does). Float samples must be finite and within ±[`MAX_FILE_SAMPLE_MAGNITUDE`]:
+//! a file holding NaN, ±Inf or an absurd value is refused, naming the first bad sample.
 
-use std::io::Read;
-use std::path::{Path, PathBuf};
+mod header;
 
-use hound::{SampleFormat, WavReader};
+#[cfg(test)]
+mod tests;
 
+use std::io::{BufReader, Read, Seek, SeekFrom};
+use std::path::Path;
+
+use self::header::{Encoding, HeaderError};
 use super::normalize::numpy_pairwise_sum_f32;
-use super::AudioError;
+use super::{
+    AudioError, MAX_AUDIO_SECONDS, MAX_FILE_SAMPLE_MAGNITUDE, WAV_CHANNELS, WAV_SAMPLE_RATES,
+};
 
 /// A decoded WAV file: mono samples at the file's own rate.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,308 +44,201 @@ pub struct WavAudio {
     pub channels: u16,
 }
 
-/// Reads and decodes a WAV file (see the module doc for the accepted encodings).
+/// Reads and decodes a WAV file (see the module doc for the accepted encodings and limits).
 ///
 /// # Errors
-/// [`AudioError::Unreadable`] when the file cannot be opened or its data is cut short,
-/// [`AudioError::NotWav`] when it is not RIFF/WAVE, [`AudioError::Unsupported`] for other
-/// encodings, [`AudioError::Empty`] when it holds no samples.
+/// [`AudioError::Unreadable`] when the file cannot be opened or read,
+/// [`AudioError::NotWav`] when it is not RIFF/WAVE or its chunks contradict the file size,
+/// [`AudioError::Unsupported`] for other encodings, [`AudioError::OutOfRange`] for a sample
+/// rate, channel count or duration outside the limits, [`AudioError::Truncated`] when the data
+/// chunk is cut short, [`AudioError::BadSample`] for a non-finite or absurd float sample,
+/// [`AudioError::Empty`] when it holds no samples.
 pub fn read_wav(path: &Path) -> Result<WavAudio, AudioError> {
     let file = std::fs::File::open(path).map_err(|e| AudioError::Unreadable {
         path: path.into(),
         detail: e.to_string(),
     })?;
-    decode_wav(std::io::BufReader::new(file), path)
+    decode_wav(BufReader::new(file), path)
 }
 
-/// Decodes WAV bytes from any reader; `path` is only used in error messages.
+/// Decodes WAV bytes from the current position of `reader` to its end; `path` is only used
+/// in error messages.
 ///
 /// # Errors
 /// As [`read_wav`].
-pub fn decode_wav<R: Read>(reader: R, path: &Path) -> Result<WavAudio, AudioError> {
-    let mut reader = WavReader::new(reader).map_err(|e| header_error(e, path))?;
-    let spec = reader.spec();
-    let channels = spec.channels;
-    if channels == 0 {
-        return Err(AudioError::NotWav {
-            path: path.into(),
-            detail: "the header declares 0 channels".into(),
-        });
-    }
-    if spec.sample_rate == 0 {
-        return Err(AudioError::NotWav {
-            path: path.into(),
-            detail: "the header declares a 0 Hz sample rate".into(),
-        });
-    }
-    let interleaved: Vec<f32> = match (spec.sample_format, spec.bits_per_sample) {
-        (SampleFormat::Float, 32) => collect(reader.samples::<f32>(), path)?,
-        (SampleFormat::Int, bits @ (8 | 16 | 24 | 32)) => {
-            // A power of two: the product is exact, apart from the i32 → f32 rounding of
-            // 32-bit samples, which libsndfile does too.
-            let scale = 1.0 / (1u64 << (bits - 1)) as f32;
-            let ints: Vec<i32> = collect(reader.samples::<i32>(), path)?;
-            ints.into_iter().map(|x| x as f32 * scale).collect()
-        }
-        (format, bits) => {
-            let kind = if format == SampleFormat::Float {
-                "float"
-            } else {
-                "integer PCM"
-            };
-            return Err(AudioError::Unsupported {
-                path: path.into(),
-                detail: format!("{bits}-bit {kind}"),
-            });
-        }
+pub fn decode_wav<R: Read + Seek>(mut reader: R, path: &Path) -> Result<WavAudio, AudioError> {
+    let io = |e: std::io::Error| AudioError::Unreadable {
+        path: path.into(),
+        detail: e.to_string(),
     };
-    if interleaved.is_empty() {
+    let start = reader.stream_position().map_err(io)?;
+    let end = reader.seek(SeekFrom::End(0)).map_err(io)?;
+    reader.seek(SeekFrom::Start(start)).map_err(io)?;
+    let header = header::parse(&mut reader, end.saturating_sub(start)).map_err(|e| match e {
+        HeaderError::Io(detail) => AudioError::Unreadable {
+            path: path.into(),
+            detail,
+        },
+        HeaderError::NotWav(detail) => AudioError::NotWav {
+            path: path.into(),
+            detail,
+        },
+        HeaderError::Unsupported(detail) => AudioError::Unsupported {
+            path: path.into(),
+            detail,
+        },
+        HeaderError::Truncated {
+            declared,
+            available,
+        } => AudioError::Truncated {
+            path: path.into(),
+            declared,
+            available,
+        },
+    })?;
+    let out_of_range =
+        |what: &'static str, found: String, expected: String| AudioError::OutOfRange {
+            path: path.into(),
+            what,
+            found,
+            expected,
+        };
+    if !WAV_CHANNELS.contains(&header.channels) {
+        return Err(out_of_range(
+            "the channel count",
+            header.channels.to_string(),
+            format!("{} to {}", WAV_CHANNELS.start(), WAV_CHANNELS.end()),
+        ));
+    }
+    let rate = header.sample_rate;
+    if !WAV_SAMPLE_RATES.contains(&rate) {
+        return Err(out_of_range(
+            "the sample rate",
+            format!("{rate} Hz"),
+            format!(
+                "{} to {} Hz",
+                WAV_SAMPLE_RATES.start(),
+                WAV_SAMPLE_RATES.end()
+            ),
+        ));
+    }
+    if usize::from(header.declared_block_align) != header.block_align {
+        return Err(AudioError::NotWav {
+            path: path.into(),
+            detail: format!(
+                "the fmt chunk declares {} bytes per frame, expected {} for {} channels of {}",
+                header.declared_block_align, header.block_align, header.channels, header.encoding
+            ),
+        });
+    }
+    // block_align is channels × sample size, at least 1 and at most 128 bytes.
+    let frames = header.data_len / header.block_align as u64;
+    if frames > u64::from(MAX_AUDIO_SECONDS) * u64::from(rate) {
+        return Err(out_of_range(
+            "the duration",
+            format!("{:.1} s", frames as f64 / f64::from(rate)),
+            format!("at most {MAX_AUDIO_SECONDS} s per file"),
+        ));
+    }
+    if frames == 0 {
         return Err(AudioError::Empty { path: path.into() });
     }
-    let samples = mix_to_mono(&interleaved, usize::from(channels));
+    let samples = decode_frames(&mut reader, &header, frames, path)?;
     Ok(WavAudio {
         samples,
-        sample_rate: spec.sample_rate,
-        channels,
+        sample_rate: rate,
+        channels: header.channels,
     })
 }
 
-/// Mean over the channels of interleaved frames, in float32 like `np.mean(y, axis=0)`:
-/// numpy's float32 sum, then the quotient rounded once to float32. A trailing partial frame
-/// is dropped.
-fn mix_to_mono(interleaved: &[f32], channels: usize) -> Vec<f32> {
-    if channels == 1 {
-        return interleaved.to_vec();
-    }
-    interleaved
-        .chunks_exact(channels)
-        .map(|frame| (f64::from(numpy_pairwise_sum_f32(frame)) / channels as f64) as f32)
-        .collect()
-}
+/// Frames read from the file at once.
+const FRAMES_PER_READ: usize = 4096;
 
-fn collect<T, I>(samples: I, path: &Path) -> Result<Vec<T>, AudioError>
-where
-    I: Iterator<Item = hound::Result<T>>,
-{
-    samples
-        .collect::<Result<Vec<T>, _>>()
-        .map_err(|e| sample_error(e, path))
-}
-
-/// A read that ran out of bytes: hound reports it as `ErrorKind::Other` ("Failed to read
-/// enough bytes."), the standard library as `UnexpectedEof`.
-fn is_short_read(io: &std::io::Error) -> bool {
-    matches!(
-        io.kind(),
-        std::io::ErrorKind::UnexpectedEof | std::io::ErrorKind::Other
-    )
-}
-
-/// Maps an error from opening the header.
-fn header_error(e: hound::Error, path: &Path) -> AudioError {
-    let path: PathBuf = path.into();
-    match e {
-        hound::Error::IoError(io) if is_short_read(&io) => AudioError::NotWav {
-            path,
-            detail: "the file ends inside the header".into(),
-        },
-        hound::Error::IoError(io) => AudioError::Unreadable {
-            path,
-            detail: io.to_string(),
-        },
-        hound::Error::FormatError(what) => AudioError::NotWav {
-            path,
-            detail: what.into(),
-        },
-        hound::Error::Unsupported => AudioError::Unsupported {
-            path,
-            detail: "a format code hound cannot decode".into(),
-        },
-        other => AudioError::NotWav {
-            path,
-            detail: other.to_string(),
-        },
-    }
-}
-
-/// Maps an error while reading the sample data.
-fn sample_error(e: hound::Error, path: &Path) -> AudioError {
-    let path: PathBuf = path.into();
-    match e {
-        hound::Error::IoError(io) if is_short_read(&io) => AudioError::Unreadable {
-            path,
-            detail: "the sample data is shorter than the header declares".into(),
-        },
-        hound::Error::IoError(io) => AudioError::Unreadable {
-            path,
-            detail: io.to_string(),
-        },
-        hound::Error::Unsupported | hound::Error::TooWide | hound::Error::InvalidSampleFormat => {
-            AudioError::Unsupported {
-                path,
-                detail: e.to_string(),
+/// Reads `frames` frames from the start of the data chunk and mixes each to mono.
+/// `frames` has been checked against the file size and [`MAX_AUDIO_SECONDS`].
+fn decode_frames<R: Read>(
+    reader: &mut R,
+    header: &header::Header,
+    frames: u64,
+    path: &Path,
+) -> Result<Vec<f32>, AudioError> {
+    let channels = usize::from(header.channels);
+    let frames_total = usize::try_from(frames).map_err(|_| AudioError::OutOfRange {
+        path: path.into(),
+        what: "the frame count",
+        found: frames.to_string(),
+        expected: "one that fits in memory".into(),
+    })?;
+    let mut mono = Vec::with_capacity(frames_total);
+    let mut block = vec![0u8; FRAMES_PER_READ * header.block_align];
+    let mut frame = [0f32; 32];
+    let frame = &mut frame[..channels];
+    let mut index: u64 = 0;
+    while mono.len() < frames_total {
+        let n = (frames_total - mono.len()).min(FRAMES_PER_READ);
+        let bytes = &mut block[..n * header.block_align];
+        reader
+            .read_exact(bytes)
+            .map_err(|e| AudioError::Unreadable {
+                path: path.into(),
+                detail: format!("reading the samples: {e}"),
+            })?;
+        for raw in bytes.chunks_exact(header.block_align) {
+            for (c, (v, s)) in frame
+                .iter_mut()
+                .zip(raw.chunks_exact(raw.len() / channels))
+                .enumerate()
+            {
+                *v = sample(header.encoding, s);
+                // Integer samples are always within ±1; NaN fails `is_finite`.
+                if !v.is_finite() || v.abs() > MAX_FILE_SAMPLE_MAGNITUDE {
+                    return Err(AudioError::BadSample {
+                        path: path.into(),
+                        index,
+                        channel: c as u16,
+                        seconds: index as f64 / f64::from(header.sample_rate),
+                        value: *v,
+                    });
+                }
             }
+            mono.push(mix(frame));
+            index += 1;
         }
-        other => AudioError::Unreadable {
-            path,
-            detail: other.to_string(),
-        },
+    }
+    Ok(mono)
+}
+
+/// One stored sample as float32 (the module doc's table). `raw` has the encoding's size.
+#[inline]
+fn sample(encoding: Encoding, raw: &[u8]) -> f32 {
+    // A power of two: the product is exact, apart from the i32 → f32 rounding of
+    // 32-bit samples, which libsndfile does too.
+    const S8: f32 = 1.0 / 128.0;
+    const S16: f32 = 1.0 / 32_768.0;
+    const S24: f32 = 1.0 / 8_388_608.0;
+    const S32: f32 = 1.0 / 2_147_483_648.0;
+    match (encoding, raw) {
+        (Encoding::Int { .. }, &[b]) => (i32::from(b) - 128) as f32 * S8,
+        (Encoding::Int { .. }, &[b0, b1]) => f32::from(i16::from_le_bytes([b0, b1])) * S16,
+        // Sign-extend the 24-bit value by placing it in the top bytes and shifting back.
+        (Encoding::Int { .. }, &[b0, b1, b2]) => {
+            (i32::from_le_bytes([0, b0, b1, b2]) >> 8) as f32 * S24
+        }
+        (Encoding::Int { .. }, &[b0, b1, b2, b3]) => {
+            i32::from_le_bytes([b0, b1, b2, b3]) as f32 * S32
+        }
+        (Encoding::Float32, &[b0, b1, b2, b3]) => f32::from_le_bytes([b0, b1, b2, b3]),
+        // The header parser only produces the sizes above.
+        _ => f32::NAN,
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use hound::{WavSpec, WavWriter};
-    use std::io::Cursor;
-
-    fn encode<S: hound::Sample + Copy>(spec: WavSpec, samples: &[S]) -> Vec<u8> {
-        let mut bytes = Cursor::new(Vec::new());
-        let mut w = WavWriter::new(&mut bytes, spec).unwrap();
-        for &s in samples {
-            w.write_sample(s).unwrap();
-        }
-        w.finalize().unwrap();
-        bytes.into_inner()
-    }
-
-    fn spec(channels: u16, bits: u16, format: SampleFormat) -> WavSpec {
-        WavSpec {
-            channels,
-            sample_rate: 22_050,
-            bits_per_sample: bits,
-            sample_format: format,
-        }
-    }
-
-    fn decode(bytes: &[u8]) -> Result<WavAudio, AudioError> {
-        decode_wav(Cursor::new(bytes), Path::new("test.wav"))
-    }
-
-    #[test]
-    fn int16_scaled_by_32768() {
-        let a = decode(&encode(
-            spec(1, 16, SampleFormat::Int),
-            &[-32768i16, -1, 0, 1, 16384, 32767],
-        ))
-        .unwrap();
-        assert_eq!(
-            a.samples,
-            vec![
-                -1.0,
-                -1.0 / 32768.0,
-                0.0,
-                1.0 / 32768.0,
-                0.5,
-                32767.0 / 32768.0
-            ]
-        );
-        assert_eq!((a.sample_rate, a.channels), (22_050, 1));
-    }
-
-    #[test]
-    fn int8_is_unsigned_offset_128() {
-        // hound takes signed values and stores them as unsigned bytes x + 128.
-        let a = decode(&encode(
-            spec(1, 8, SampleFormat::Int),
-            &[-128i8, 0, 64, 127],
-        ))
-        .unwrap();
-        assert_eq!(a.samples, vec![-1.0, 0.0, 0.5, 127.0 / 128.0]);
-    }
-
-    #[test]
-    fn int24_and_int32_scaling() {
-        let a = decode(&encode(
-            spec(1, 24, SampleFormat::Int),
-            &[-8_388_608i32, 4_194_304, 8_388_607],
-        ))
-        .unwrap();
-        assert_eq!(a.samples, vec![-1.0, 0.5, 8_388_607.0 / 8_388_608.0]);
-        let b = decode(&encode(
-            spec(1, 32, SampleFormat::Int),
-            &[i32::MIN, 1 << 30, i32::MAX],
-        ))
-        .unwrap();
-        // i32::MAX rounds to 2^31 in float32 first, exactly like libsndfile.
-        assert_eq!(b.samples, vec![-1.0, 0.5, 1.0]);
-    }
-
-    #[test]
-    fn float32_passes_through() {
-        let a = decode(&encode(
-            spec(1, 32, SampleFormat::Float),
-            &[0.25f32, -0.75, 1.5],
-        ))
-        .unwrap();
-        assert_eq!(a.samples, vec![0.25, -0.75, 1.5]);
-    }
-
-    #[test]
-    fn channels_mixed_by_mean() {
-        let a = decode(&encode(
-            spec(2, 16, SampleFormat::Int),
-            &[16384i16, 0, -16384, -16384],
-        ))
-        .unwrap();
-        assert_eq!(a.samples, vec![0.25, -0.5]);
-        assert_eq!(a.channels, 2);
-        let b = decode(&encode(
-            spec(3, 32, SampleFormat::Float),
-            &[0.1f32, 0.2, 0.3],
-        ))
-        .unwrap();
-        assert_eq!(
-            b.samples,
-            vec![(f64::from(0.1f32 + 0.2f32 + 0.3f32) / 3.0) as f32]
-        );
-    }
-
-    #[test]
-    fn empty_file_is_an_error() {
-        let err = decode(&encode::<i16>(spec(1, 16, SampleFormat::Int), &[])).unwrap_err();
-        assert!(matches!(err, AudioError::Empty { .. }), "{err}");
-        assert!(err.to_string().contains("test.wav"));
-    }
-
-    #[test]
-    fn not_a_wav_is_an_error() {
-        let err = decode(b"ID3\x04 this is an mp3, not a wav file at all").unwrap_err();
-        assert!(matches!(err, AudioError::NotWav { .. }), "{err}");
-        let err = decode(b"RIF").unwrap_err();
-        assert!(matches!(err, AudioError::NotWav { .. }), "{err}");
-    }
-
-    #[test]
-    fn truncated_data_is_unreadable() {
-        let mut bytes = encode(spec(1, 16, SampleFormat::Int), &[1i16; 100]);
-        bytes.truncate(bytes.len() - 51);
-        let err = decode(&bytes).unwrap_err();
-        assert!(matches!(err, AudioError::Unreadable { .. }), "{err}");
-    }
-
-    #[test]
-    fn unsupported_depth_is_an_error() {
-        let mut bytes = encode(spec(1, 32, SampleFormat::Float), &[0.5f32; 4]);
-        // Patch the format chunk to claim 64-bit float (bits_per_sample at offset 34,
-        // block_align at 32, byte rate at 28).
-        bytes[34] = 64;
-        bytes[32] = 8;
-        bytes[28..32].copy_from_slice(&(22_050u32 * 8).to_le_bytes());
-        let err = decode(&bytes).unwrap_err();
-        assert!(
-            matches!(
-                err,
-                AudioError::Unsupported { .. } | AudioError::NotWav { .. }
-            ),
-            "{err}"
-        );
-    }
-
-    #[test]
-    fn missing_file_names_the_path() {
-        let err = read_wav(Path::new("/nonexistent/dir/x.wav")).unwrap_err();
-        assert!(matches!(err, AudioError::Unreadable { .. }));
-        assert!(err.to_string().contains("/nonexistent/dir/x.wav"));
+/// Mean over the channels of one frame, in float32 like `np.mean(y, axis=0)`: numpy's float32
+/// sum, then the quotient rounded once to float32.
+#[inline]
+fn mix(frame: &[f32]) -> f32 {
+    match frame {
+        [only] => *only,
+        _ => (f64::from(numpy_pairwise_sum_f32(frame)) / frame.len() as f64) as f32,
     }
 }

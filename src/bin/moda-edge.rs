@@ -372,7 +372,7 @@ fn infer_cmd(cmd: InferCmd) -> Result<()> {
                 model.describe_inputs()
             );
         }
-        inputs.push((name.to_string(), npy::read(Path::new(file))?));
+        inputs.push((name.to_string(), npy::read_finite(Path::new(file))?));
     }
     let outputs = run_once(&TractBackend::new(threads), &model, &inputs)?;
     std::fs::create_dir_all(&cmd.output_dir)

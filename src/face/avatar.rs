@@ -17,6 +17,10 @@ use serde::{Deserialize, Serialize};
 use crate::model::{Tensor, TensorData};
 use crate::util::npy;
 
+mod picture;
+
+pub use picture::{decode_png_rgb, read_png_rgb, write_png_rgb};
+
 /// `avatar.toml`.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -29,8 +33,10 @@ pub struct AvatarConfig {
     /// Side of the renderer input; the condition image and reference are shrunk 2×2 to it when
     /// smaller than the canvas (256 or 512).
     pub renderer_size: usize,
-    /// Centre of the canonical space the motion is expressed in (official: 256, 235, 128).
-    #[serde(default = "default_centre")]
+    /// Centre of the canonical space the motion is expressed in (official: 256, 235, 128):
+    /// the pose step subtracts it before rotating (see [`crate::face::pose`]). Each value must
+    /// be finite and within `0..=canvas`.
+    #[serde(default = "default_centre", deserialize_with = "three_numbers")]
     pub face_centre: [f64; 3],
     /// Drawing style of the condition image (only the official "moda" style exists).
     #[serde(default = "default_style")]
@@ -45,6 +51,18 @@ fn default_centre() -> [f64; 3] {
 }
 fn default_style() -> String {
     "moda".into()
+}
+
+/// `face_centre`: exactly three numbers, with a message that says so (serde's own speaks of
+/// tuples of a size).
+fn three_numbers<'de, D: serde::Deserializer<'de>>(d: D) -> Result<[f64; 3], D::Error> {
+    let v = Vec::<f64>::deserialize(d)?;
+    <[f64; 3]>::try_from(v.as_slice()).map_err(|_| {
+        serde::de::Error::custom(format!(
+            "face_centre has {} values, expected 3 numbers [x, y, z]",
+            v.len()
+        ))
+    })
 }
 
 /// A loaded avatar bundle.
@@ -78,6 +96,19 @@ pub enum AvatarError {
     },
     #[error("avatar {dir}: avatar.toml: {detail}")]
     Config { dir: PathBuf, detail: String },
+    /// An array file that is not a usable `.npy` (the message names the file).
+    #[error(transparent)]
+    Array(crate::util::npy::NpyError),
+    /// A value in an array file that the pose step cannot use.
+    #[error("avatar {dir}: {file}: {detail}")]
+    Value {
+        dir: PathBuf,
+        file: &'static str,
+        detail: String,
+    },
+    /// The reference picture is not a PNG of the expected size and colour type.
+    #[error("{path}: {detail}")]
+    Image { path: PathBuf, detail: String },
     #[error("renderer model {path}: {detail}")]
     Renderer { path: PathBuf, detail: String },
     #[error("cannot build the synthetic demo subject: {0}")]
@@ -108,8 +139,32 @@ impl AvatarConfig {
         Ok(config)
     }
 
+    /// Parses and checks the text of an `avatar.toml`. The error is one line, with the line
+    /// number of a syntax or type error.
+    ///
+    /// # Errors
+    /// A description of the first problem.
+    pub fn from_toml(text: &str) -> Result<AvatarConfig, String> {
+        let config: AvatarConfig = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .and_then(|s| text.get(..s.start))
+                .map(|before| before.matches('\n').count() + 1);
+            let detail = plain_serde_words(e.message());
+            match line {
+                Some(line) => format!("line {line}: {detail}"),
+                None => detail,
+            }
+        })?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks the values a user may get wrong.
     fn validate(&self) -> Result<(), String> {
+        if self.name.trim().is_empty() {
+            return Err("name is empty; expected the avatar's display name".into());
+        }
         if self.canvas != 512 {
             return Err(format!(
                 "canvas = {} is not supported; expected 512 (the official drawing canvas)",
@@ -128,8 +183,29 @@ impl AvatarConfig {
                 self.style
             ));
         }
+        let limit = self.canvas as f64;
+        if let Some(v) = self
+            .face_centre
+            .iter()
+            .find(|v| !(v.is_finite() && (0.0..=limit).contains(*v)))
+        {
+            return Err(format!(
+                "face_centre = {:?} holds {v}; expected finite values within 0 to {} (the canvas)",
+                self.face_centre, self.canvas
+            ));
+        }
         Ok(())
     }
+}
+
+/// serde's type names in words a user knows.
+fn plain_serde_words(message: &str) -> String {
+    message
+        .replace("expected usize", "expected a whole number")
+        .replace("expected f64", "expected a number")
+        .replace("a sequence", "an array")
+        .trim_end()
+        .replace('\n', " ")
 }
 
 impl Avatar {
@@ -145,11 +221,7 @@ impl Avatar {
         };
         let text = std::fs::read_to_string(dir.join("avatar.toml"))
             .map_err(|e| read_err("avatar.toml", e.to_string()))?;
-        let config: AvatarConfig = toml::from_str(&text).map_err(|e| AvatarError::Config {
-            dir: dir.into(),
-            detail: e.message().to_string(),
-        })?;
-        config.validate().map_err(|detail| AvatarError::Config {
+        let config = AvatarConfig::from_toml(&text).map_err(|detail| AvatarError::Config {
             dir: dir.into(),
             detail,
         })?;
@@ -157,7 +229,7 @@ impl Avatar {
                      expected_shape: &[usize],
                      expected: &'static str|
          -> Result<Vec<f64>, AvatarError> {
-            let t = npy::read(&dir.join(file)).map_err(|e| read_err(file, e.to_string()))?;
+            let t = npy::read_finite(&dir.join(file)).map_err(AvatarError::Array)?;
             if t.shape != expected_shape
                 || !matches!(t.data, TensorData::F64(_) | TensorData::F32(_))
             {
@@ -177,16 +249,18 @@ impl Avatar {
         let template = array("template.npy", &[478, 3], "(478, 3) float64")?;
         let shoulders = array("shoulders.npy", &[18, 3], "(18, 3) float64")?;
         let hm = array("headmotion.npy", &[7], "(7,) float64")?;
-        let (w, h, reference) =
-            read_png_rgb(&dir.join("reference.png")).map_err(|e| read_err("reference.png", e))?;
-        if w != config.canvas || h != config.canvas {
-            return Err(AvatarError::Shape {
-                dir: dir.into(),
-                file: "reference.png",
-                found: format!("{w}×{h}"),
-                expected: "canvas × canvas RGB (512×512)",
-            });
-        }
+        let headmotion = <[f64; 7]>::try_from(hm.as_slice()).map_err(|_| AvatarError::Shape {
+            dir: dir.into(),
+            file: "headmotion.npy",
+            found: format!("{} values", hm.len()),
+            expected: "(7,) float64",
+        })?;
+        check_scale(headmotion[6]).map_err(|detail| AvatarError::Value {
+            dir: dir.into(),
+            file: "headmotion.npy",
+            detail,
+        })?;
+        let reference = read_png_rgb(&dir.join("reference.png"), config.canvas, config.canvas)?;
         if !dir.join("renderer.onnx").is_file() {
             return Err(read_err("renderer.onnx", "file not found".into()));
         }
@@ -195,7 +269,7 @@ impl Avatar {
             config,
             template,
             shoulders,
-            headmotion: hm.try_into().expect("shape checked"),
+            headmotion,
             reference,
         })
     }
@@ -207,6 +281,7 @@ impl Avatar {
             templete: points(&self.template),
             shoulder: points(&self.shoulders),
             headmotion: self.headmotion,
+            centre: self.config.face_centre,
         }
     }
 
@@ -260,44 +335,16 @@ pub fn write_bundle(
     Ok(())
 }
 
-/// Decodes an 8-bit RGB or RGBA PNG into RGB bytes.
-///
-/// # Errors
-/// A description when the file is unreadable or of another colour type / bit depth.
-pub fn read_png_rgb(path: &Path) -> Result<(usize, usize, Vec<u8>), String> {
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-    let mut reader = png::Decoder::new(std::io::BufReader::new(file))
-        .read_info()
-        .map_err(|e| e.to_string())?;
-    let mut buf = vec![0; reader.output_buffer_size().ok_or("PNG too large")?];
-    let info = reader.next_frame(&mut buf).map_err(|e| e.to_string())?;
-    if info.bit_depth != png::BitDepth::Eight {
-        return Err(format!("{:?}-bit PNG; expected 8-bit RGB", info.bit_depth));
+/// The head-pose scale divides every canonical coordinate: zero, negative or absurdly small
+/// values put the face off the canvas or at infinity.
+fn check_scale(scale: f64) -> Result<(), String> {
+    if scale > 1e-6 {
+        Ok(())
+    } else {
+        Err(format!(
+            "the head scale (element 6) is {scale}; expected a positive value (official avatars: about 1)"
+        ))
     }
-    let (w, h) = (info.width as usize, info.height as usize);
-    let rgb = match info.color_type {
-        png::ColorType::Rgb => buf[..w * h * 3].to_vec(),
-        png::ColorType::Rgba => buf[..w * h * 4]
-            .chunks_exact(4)
-            .flat_map(|p| [p[0], p[1], p[2]])
-            .collect(),
-        other => return Err(format!("{other:?} PNG; expected RGB")),
-    };
-    Ok((w, h, rgb))
-}
-
-/// Encodes RGB bytes as an 8-bit PNG.
-///
-/// # Errors
-/// When the file cannot be written.
-pub fn write_png_rgb(path: &Path, width: usize, height: usize, rgb: &[u8]) -> Result<(), String> {
-    let file = std::fs::File::create(path).map_err(|e| e.to_string())?;
-    let mut enc = png::Encoder::new(std::io::BufWriter::new(file), width as u32, height as u32);
-    enc.set_color(png::ColorType::Rgb);
-    enc.set_depth(png::BitDepth::Eight);
-    let mut w = enc.write_header().map_err(|e| e.to_string())?;
-    w.write_image_data(rgb).map_err(|e| e.to_string())?;
-    w.finish().map_err(|e| e.to_string())
 }
 
 /// `moda-edge import avatar`: a bundle from an official `meta_dir` (`repr.npz`, `reference.pth`)

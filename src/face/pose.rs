@@ -2,17 +2,20 @@
 //! `denorm_verticies_via_headpose`.
 //!
 //! MODA predicts the face in a canonical space, `v_can = s·R·(v − anchor) + (256, 232, 128)`;
-//! inference inverts it with the centre **(256, 235, 128)**:
+//! the official inference inverts it with the centre c = **(256, 235, 128)**, which an avatar
+//! bundle may override (`face_centre` in `avatar.toml`):
 //! `denorm(X) = Rᵀ·(X − c)/h₆ + (h₃, h₄, h₅)` with `R = Rz(h₂)·Ry(h₀)·Rx(h₁)` (degrees,
 //! standard right-handed axis rotations; the x axis takes the pitch h₁, the y axis the yaw h₀).
 //! The pixel position is (x, y) of the result; z and tz are unused by the drawing.
 
-/// The canonical-space centre the official inference subtracts before rotating.
+/// The canonical-space centre the official inference subtracts before rotating (the default
+/// `face_centre` of an avatar bundle).
 pub const CANON_CENTER: [f64; 3] = [256.0, 235.0, 128.0];
 
-/// A head pose ready to apply: transposed rotation, scale and translation.
+/// A head pose ready to apply: canonical centre, transposed rotation, scale and translation.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct HeadPose {
+    centre: [f64; 3],
     /// Rᵀ, row-major.
     rt: [[f64; 3]; 3],
     scale: f64,
@@ -34,8 +37,15 @@ fn rotation(yaw: f64, pitch: f64, roll: f64) -> [[f64; 3]; 3] {
 
 impl HeadPose {
     /// Builds the pose from the 7 absolute head parameters
-    /// `[yaw, pitch, roll (degrees), tx, ty, tz, scale]` (MODA residual + `headmotion`).
+    /// `[yaw, pitch, roll (degrees), tx, ty, tz, scale]` (MODA residual + `headmotion`) around
+    /// the official centre [`CANON_CENTER`].
     pub fn from_params(h: &[f64; 7]) -> HeadPose {
+        HeadPose::with_centre(h, CANON_CENTER)
+    }
+
+    /// As [`from_params`](Self::from_params), around the canonical centre `centre` (an
+    /// avatar's `face_centre`).
+    pub fn with_centre(h: &[f64; 7], centre: [f64; 3]) -> HeadPose {
         let r = rotation(h[0].to_radians(), h[1].to_radians(), h[2].to_radians());
         let mut rt = [[0.0; 3]; 3];
         for (i, row) in rt.iter_mut().enumerate() {
@@ -44,6 +54,7 @@ impl HeadPose {
             }
         }
         HeadPose {
+            centre,
             rt,
             scale: h[6],
             t: [h[3], h[4], h[5]],
@@ -54,9 +65,9 @@ impl HeadPose {
     #[inline]
     pub fn denorm(&self, p: [f64; 3]) -> [f64; 3] {
         let v = [
-            (p[0] - CANON_CENTER[0]) / self.scale,
-            (p[1] - CANON_CENTER[1]) / self.scale,
-            (p[2] - CANON_CENTER[2]) / self.scale,
+            (p[0] - self.centre[0]) / self.scale,
+            (p[1] - self.centre[1]) / self.scale,
+            (p[2] - self.centre[2]) / self.scale,
         ];
         let mut out = [0.0; 3];
         for (o, (row, t)) in out.iter_mut().zip(self.rt.iter().zip(self.t)) {
@@ -118,6 +129,21 @@ mod tests {
         let pose = HeadPose::from_params(&[0.0, 90.0, 0.0, 0.0, 0.0, 0.0, 1.0]);
         let d = pose.denorm([256.0, 236.0, 128.0]);
         assert!((d[2] + 1.0).abs() < 1e-12, "{d:?}");
+    }
+
+    #[test]
+    fn the_centre_is_what_is_subtracted() {
+        let h = [0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 1.0];
+        let p = [300.0, 200.0, 100.0];
+        assert_eq!(
+            HeadPose::with_centre(&h, CANON_CENTER),
+            HeadPose::from_params(&h)
+        );
+        assert_eq!(
+            HeadPose::with_centre(&h, [250.0, 210.0, 90.0]).denorm(p),
+            [50.0, -10.0, 10.0]
+        );
+        assert_eq!(HeadPose::from_params(&h).denorm(p), [44.0, -35.0, -28.0]);
     }
 
     #[test]

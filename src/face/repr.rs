@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::pose::HeadPose;
+use super::pose::{HeadPose, CANON_CENTER};
 use super::tables::{FACE_POINTS, SHOULDER_POINTS};
 use crate::model::tensor::Tensor;
 use crate::util::npy::{self, NpyError};
@@ -27,6 +27,19 @@ pub enum ReprError {
         found: Vec<usize>,
         expected: &'static str,
     },
+    #[error("{path}: member {key} is {found}, expected a float array")]
+    DType {
+        path: PathBuf,
+        key: &'static str,
+        found: crate::model::DType,
+    },
+    #[error("{path}: member {key} has {value} at {index}; expected finite values only")]
+    NonFinite {
+        path: PathBuf,
+        key: &'static str,
+        index: String,
+        value: f64,
+    },
     #[error("{what} has {found} values, expected {expected}")]
     Length {
         what: &'static str,
@@ -44,6 +57,29 @@ pub struct Repr {
     pub shoulder: Vec<[f64; 3]>,
     /// The mean head pose `[yaw, pitch, roll, tx, ty, tz, scale]`.
     pub headmotion: [f64; 7],
+    /// The canonical-space centre the pose step subtracts ([`CANON_CENTER`] unless the
+    /// avatar's `face_centre` says otherwise).
+    pub centre: [f64; 3],
+}
+
+/// Refuses a member that is not float or holds NaN/±Inf.
+fn check_values(path: &Path, key: &'static str, t: &Tensor) -> Result<(), ReprError> {
+    if !matches!(
+        t.dtype(),
+        crate::model::DType::F32 | crate::model::DType::F64
+    ) {
+        return Err(ReprError::DType {
+            path: path.into(),
+            key,
+            found: t.dtype(),
+        });
+    }
+    npy::check_finite(t).map_err(|(index, value)| ReprError::NonFinite {
+        path: path.into(),
+        key,
+        index,
+        value,
+    })
 }
 
 fn points(
@@ -66,6 +102,7 @@ fn points(
             expected,
         });
     }
+    check_values(path, key, t)?;
     Ok(t.to_f64_vec()
         .chunks_exact(3)
         .map(|c| [c[0], c[1], c[2]])
@@ -76,7 +113,8 @@ impl Repr {
     /// Reads `templete` (478×3), `shoulder` (18×3) and `headmotion` (7) from a `repr.npz`.
     ///
     /// # Errors
-    /// When the archive cannot be read or a member is missing or has another shape.
+    /// When the archive cannot be read or a member is missing, has another shape, is not
+    /// float or holds NaN/±Inf.
     pub fn load(path: &Path) -> Result<Repr, ReprError> {
         let members = npy::read_npz(path)?;
         let templete = points(
@@ -108,13 +146,19 @@ impl Repr {
                 expected,
             });
         }
-        let v = hm.to_f64_vec();
-        let mut headmotion = [0.0; 7];
-        headmotion.copy_from_slice(&v);
+        check_values(path, key, hm)?;
+        let headmotion =
+            <[f64; 7]>::try_from(hm.to_f64_vec().as_slice()).map_err(|_| ReprError::Shape {
+                path: path.into(),
+                key,
+                found: hm.shape.clone(),
+                expected,
+            })?;
         Ok(Repr {
             templete,
             shoulder,
             headmotion,
+            centre: CANON_CENTER,
         })
     }
 
@@ -153,7 +197,7 @@ impl Repr {
         for (h, &r) in h.iter_mut().zip(head_residual) {
             *h += r as f64;
         }
-        let pose = HeadPose::from_params(&h);
+        let pose = HeadPose::with_centre(&h, self.centre);
         let add = |r: &[f32], base: &[f64; 3]| {
             [
                 r[0] as f64 + base[0],
@@ -180,7 +224,7 @@ impl Repr {
 
     /// Pixel positions of the zero-residual pose (the avatar at rest).
     pub fn rest_pixels(&self, face_px: &mut [[f64; 2]], shoulder_px: &mut [[f64; 2]]) {
-        let pose = HeadPose::from_params(&self.headmotion);
+        let pose = HeadPose::with_centre(&self.headmotion, self.centre);
         pose.project_all(&self.templete, face_px);
         pose.project_all(&self.shoulder, shoulder_px);
     }

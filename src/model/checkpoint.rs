@@ -23,10 +23,12 @@ pub struct Checkpoint {
 /// where it applies, the key with expected and found shape.
 #[derive(Debug, thiserror::Error)]
 pub enum CheckpointError {
-    #[error("cannot read checkpoint {path}")]
+    /// The file cannot be opened or read. The I/O error is part of the message (and so not
+    /// also a `source()`, which would print it twice).
+    #[error("cannot read checkpoint {path}: {error}")]
     Io {
         path: PathBuf,
-        source: std::io::Error,
+        error: std::io::Error,
     },
     #[error("{path} is not a PyTorch checkpoint (expected the zip container written by torch.save): {detail}")]
     NotTorch { path: PathBuf, detail: String },

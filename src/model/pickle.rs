@@ -109,27 +109,56 @@ impl Value {
         }
     }
 
-    /// A short description for error messages: `str "abc"`, `tuple of 3`, `torch._utils.x(...)`.
+    /// A short description for error messages, with its article so that it reads after "is" or
+    /// "holds": `a str "abc"`, `a tuple of 3 items`, `an object built by torch._utils.x`.
     pub fn describe(&self) -> String {
         match self {
             Value::None => "None".into(),
-            Value::Bool(b) => format!("bool {b}"),
-            Value::Int(i) => format!("int {i}"),
-            Value::Float(f) => format!("float {f}"),
-            Value::Str(s) if s.len() <= 40 => format!("str {s:?}"),
-            Value::Str(s) => format!("str of {} bytes", s.len()),
-            Value::Bytes(b) => format!("bytes of length {}", b.len()),
-            Value::Tuple(v) => format!("tuple of {}", v.len()),
-            Value::List(v) => format!("list of {}", v.len()),
-            Value::Dict(v) => format!("dict of {} entries", v.len()),
-            Value::Global { module, name } => format!("global {module}.{name}"),
+            Value::Bool(b) => format!("a bool ({})", if *b { "True" } else { "False" }),
+            Value::Int(i) => format!("an int ({i})"),
+            Value::Float(f) => format!("a float ({f})"),
+            Value::Str(s) if s.len() <= 40 => format!("a str ({s:?})"),
+            Value::Str(s) => format!("a str of {} bytes", s.len()),
+            Value::Bytes(b) => format!("a bytes object of {} bytes", b.len()),
+            Value::Tuple(v) => format!("a tuple of {} items", v.len()),
+            Value::List(v) => format!("a list of {} items", v.len()),
+            Value::Dict(v) => format!("a dict of {} entries", v.len()),
+            Value::Global { module, name } => {
+                format!(
+                    "the global {}.{}",
+                    printable(module, 80),
+                    printable(name, 80)
+                )
+            }
             Value::Object { callable, .. } => match callable.as_global() {
-                Some((m, n)) => format!("object built by {m}.{n}"),
-                None => "object".into(),
+                Some((m, n)) => format!(
+                    "an object built by {}.{}",
+                    printable(m, 80),
+                    printable(n, 80)
+                ),
+                None => "an object".into(),
             },
-            Value::PersistentId(_) => "persistent id".into(),
+            Value::PersistentId(_) => "a persistent id".into(),
         }
     }
+}
+
+/// `text` for an error message: control characters (a newline would split the one-line message)
+/// escaped, and cut to `max` characters with an ellipsis.
+pub fn printable(text: &str, max: usize) -> String {
+    let mut out = String::new();
+    for (i, c) in text.chars().enumerate() {
+        if i == max {
+            out.push('…');
+            break;
+        }
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// Budgets that keep a hostile pickle from exhausting memory or the call stack.
@@ -150,14 +179,19 @@ pub struct Limits {
     pub max_shared_bytes: usize,
 }
 
+/// The defaults bound a run to a few hundred MB whatever the input: an official state_dict
+/// pickle has a few thousand objects (about 15 per tensor), the official `reference.pth` one
+/// bytes object of 0.8 MB, so these are two to three orders of magnitude above real files.
+/// Each arena object costs about 64 bytes and each result value about 48, so 2 M of each is
+/// about 230 MB at most.
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_stack: 1 << 22,
-            max_memo: 1 << 22,
-            max_objects: 1 << 23,
+            max_stack: 1 << 20,
+            max_memo: 1 << 20,
+            max_objects: 1 << 21,
             max_depth: 200,
-            max_values: 1 << 24,
+            max_values: 1 << 21,
             max_shared_bytes: 64 << 20,
         }
     }

@@ -16,7 +16,7 @@ use zip::result::ZipError;
 use zip::ZipArchive;
 
 use super::checkpoint::{Checkpoint, CheckpointError};
-use super::pickle::{self, Value};
+use super::pickle::{self, printable, Value};
 use super::tensor::{DType, ShapeDisplay, Tensor};
 
 mod numpy;
@@ -25,8 +25,16 @@ mod storage;
 use storage::{decode, element_size, is_contiguous, storage_dtype};
 
 /// The largest `data.pkl` read into memory. A state_dict pickle is a few hundred KiB; the
-/// official `reference.pth` embeds a 512 × 512 image (1.2 MB).
-const MAX_PICKLE_BYTES: u64 = 256 << 20;
+/// official `reference.pth` embeds a 512 × 512 image (0.8 MB).
+const MAX_PICKLE_BYTES: u64 = 64 << 20;
+
+/// How many bytes of storage records one file may make us read and decode, as a multiple of the
+/// file's own size (plus [`DATA_SLACK_BYTES`]). `torch.save` stores records uncompressed and
+/// each storage once, so a real checkpoint reads at most its own size (twice for a storage that
+/// two tensors share). A deflated record that inflates a thousandfold, or thousands of tensors
+/// pointing at one large storage, would otherwise turn a small file into gigabytes and minutes.
+const MAX_DATA_EXPANSION: u64 = 4;
+const DATA_SLACK_BYTES: u64 = 16 << 20;
 
 /// Reads a state_dict written by `torch.save` (a bare mapping from key to tensor, as the official
 /// `BaseModel.save_networks` writes it).
@@ -48,7 +56,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     let root = archive.pickle()?;
     let pairs = root.as_dict().ok_or_else(|| {
         archive.not_torch(format!(
-            "data.pkl holds a {}, expected a state_dict (a dict from parameter name to tensor)",
+            "data.pkl holds {}, expected a state_dict (a dict from parameter name to tensor)",
             root.describe()
         ))
     })?;
@@ -56,10 +64,16 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint, CheckpointError> {
     for (k, v) in pairs {
         let key = k.as_str().ok_or_else(|| {
             archive.not_torch(format!(
-                "the state_dict has a {} as a key, expected str",
+                "the state_dict has {} as a key, expected a str",
                 k.describe()
             ))
         })?;
+        if key.chars().any(char::is_control) {
+            return Err(archive.not_torch(format!(
+                "the state_dict has a key with a control character ({}); PyTorch parameter names have none",
+                printable(key, 80)
+            )));
+        }
         let view = archive.tensor_view(key, v)?;
         let tensor = archive.read_tensor(key, &view)?;
         let name = key.strip_prefix("module.").unwrap_or(key);
@@ -90,11 +104,11 @@ pub fn load_reference_image(path: &Path) -> Result<(usize, usize, Vec<u8>), Chec
     let wrong = |detail: String| CheckpointError::WrongKind {
         path: path.to_path_buf(),
         expected: "reference image",
-        detail,
+        detail: printable(&detail, 1000),
     };
     let examples = root.get("examples").ok_or_else(|| {
         wrong(format!(
-            "data.pkl holds a {}, expected a dict with an `examples` list",
+            "data.pkl holds {}, expected a dict with an `examples` list",
             root.describe()
         ))
     })?;
@@ -103,7 +117,7 @@ pub fn load_reference_image(path: &Path) -> Result<(usize, usize, Vec<u8>), Chec
         .and_then(<[Value]>::first)
         .ok_or_else(|| {
             wrong(format!(
-                "`examples` is a {}, expected a non-empty list",
+                "`examples` is {}, expected a non-empty list",
                 examples.describe()
             ))
         })?;
@@ -131,14 +145,16 @@ struct TorchArchive {
     prefix: String,
     big_endian: bool,
     file_len: u64,
+    /// Bytes of storage records that may still be read (see [`MAX_DATA_EXPANSION`]).
+    data_budget: u64,
 }
 
 impl TorchArchive {
     /// Opens the zip and locates `data.pkl`; tells a plain pickle or a `.npy` file apart.
     fn open(path: &Path) -> Result<Self, CheckpointError> {
-        let io = |source| CheckpointError::Io {
+        let io = |error| CheckpointError::Io {
             path: path.to_path_buf(),
-            source,
+            error,
         };
         let mut file = File::open(path).map_err(io)?;
         let file_len = file.metadata().map_err(io)?.len();
@@ -147,7 +163,7 @@ impl TorchArchive {
         file.rewind().map_err(io)?;
         let not_torch = |detail: &str| CheckpointError::NotTorch {
             path: path.to_path_buf(),
-            detail: detail.into(),
+            detail: printable(detail, 1000),
         };
         if !magic.starts_with(b"PK\x03\x04") && !magic.starts_with(b"PK\x05\x06") {
             return Err(not_torch(if magic.is_empty() {
@@ -197,6 +213,9 @@ impl TorchArchive {
             prefix,
             big_endian: false,
             file_len,
+            data_budget: file_len
+                .saturating_mul(MAX_DATA_EXPANSION)
+                .saturating_add(DATA_SLACK_BYTES),
         };
         let order_name = format!("{}byteorder", archive.prefix);
         if archive.zip.index_for_name(&order_name).is_some() {
@@ -228,7 +247,7 @@ impl TorchArchive {
         let path = self.path.clone();
         let corrupt = |detail: String| CheckpointError::Corrupt {
             path: path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         };
         let mut entry = match self.zip.by_name(name) {
             Ok(entry) => entry,
@@ -238,7 +257,7 @@ impl TorchArchive {
             Err(ZipError::Io(source)) if !is_data_error(&source) => {
                 return Err(CheckpointError::Io {
                     path: path.clone(),
-                    source,
+                    error: source,
                 })
             }
             Err(e) => return Err(corrupt(format!("record {name} cannot be read ({e})"))),
@@ -267,7 +286,7 @@ impl TorchArchive {
             } else {
                 CheckpointError::Io {
                     path: path.clone(),
-                    source,
+                    error: source,
                 }
             });
         }
@@ -291,16 +310,16 @@ impl TorchArchive {
                 ("_rebuild_tensor_v2" | "_rebuild_tensor", Some(a)) if a.len() >= 4 => a,
                 _ => {
                     return Err(bad(format!(
-                        "is built by torch._utils.{f} with {}",
+                        "is built by torch._utils.{f} with {} as its arguments",
                         args.describe()
                     )))
                 }
             },
-            _ => return Err(bad(format!("is a {}, expected a tensor", value.describe()))),
+            _ => return Err(bad(format!("is {}, expected a tensor", value.describe()))),
         };
         let Value::PersistentId(pid) = &args[0] else {
             return Err(bad(format!(
-                "has a {} as its storage, expected a persistent id",
+                "has {} as its storage, expected a persistent id",
                 args[0].describe()
             )));
         };
@@ -308,37 +327,64 @@ impl TorchArchive {
             Some([tag, ty, k, _location, numel]) if tag.as_str() == Some("storage") => {
                 let ty = match ty.as_global() {
                     Some(("torch", name)) => name,
-                    _ => return Err(bad(format!("has a storage type {}", ty.describe()))),
+                    _ => {
+                        return Err(bad(format!(
+                            "has {} as its storage type, expected a torch storage class",
+                            ty.describe()
+                        )))
+                    }
                 };
                 let dtype = storage_dtype(ty).ok_or_else(|| CheckpointError::WrongKind {
                     path: self.path.clone(),
                     expected: "float32/float64/int64/bool/uint8",
-                    detail: format!("tensor `{key}` is stored as torch.{ty}"),
+                    detail: printable(&format!("tensor `{key}` is stored as torch.{ty}"), 1000),
                 })?;
                 let k = k
                     .as_str()
                     .filter(|k| !k.is_empty() && !k.contains(['/', '\\']));
-                let k = k.ok_or_else(|| bad(format!("has a storage key {}", pid.describe())))?;
+                let k = k.ok_or_else(|| {
+                    bad(format!(
+                        "has a storage key that is not a plain name in {}",
+                        pid.describe()
+                    ))
+                })?;
                 (
                     k.to_owned(),
                     dtype,
-                    to_usize(numel).ok_or_else(|| bad("has a bad storage size".into()))?,
+                    to_usize(numel).ok_or_else(|| {
+                        bad(format!(
+                            "has {} as its storage size, expected a non-negative int",
+                            numel.describe()
+                        ))
+                    })?,
                 )
             }
             _ => {
                 return Err(bad(format!(
-                    "has a storage id {}, expected ('storage', type, key, location, numel)",
+                    "has {} as its storage id, expected ('storage', type, key, location, numel)",
                     pid.describe()
                 )))
             }
         };
         let ints = |v: &Value| -> Option<Vec<usize>> { v.as_seq()?.iter().map(to_usize).collect() };
-        let offset = to_usize(&args[1])
-            .ok_or_else(|| bad(format!("has storage offset {}", args[1].describe())))?;
-        let shape =
-            ints(&args[2]).ok_or_else(|| bad(format!("has size {}", args[2].describe())))?;
-        let stride =
-            ints(&args[3]).ok_or_else(|| bad(format!("has stride {}", args[3].describe())))?;
+        let offset = to_usize(&args[1]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its storage offset, expected a non-negative int",
+                args[1].describe()
+            ))
+        })?;
+        let shape = ints(&args[2]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its size, expected a tuple of non-negative ints",
+                args[2].describe()
+            ))
+        })?;
+        let stride = ints(&args[3]).ok_or_else(|| {
+            bad(format!(
+                "has {} as its stride, expected a tuple of non-negative ints",
+                args[3].describe()
+            ))
+        })?;
         if stride.len() != shape.len() {
             return Err(bad(format!(
                 "has {} sizes but {} strides",
@@ -387,6 +433,13 @@ impl TorchArchive {
         let storage_bytes = storage_bytes.ok_or_else(|| {
             self.corrupt(format!("tensor `{key}` has an impossible storage size"))
         })?;
+        if storage_bytes > self.data_budget {
+            return Err(self.corrupt(format!(
+                "tensor `{key}` would read {storage_bytes} more bytes of storage, beyond what a checkpoint of {} bytes can hold (at most {MAX_DATA_EXPANSION} × its size: torch.save stores tensors uncompressed)",
+                self.file_len
+            )));
+        }
+        self.data_budget -= storage_bytes;
         let name = format!("{}data/{}", self.prefix, view.storage_key);
         let bytes = self
             .read_record(&name, Some(storage_bytes))
@@ -407,17 +460,19 @@ impl TorchArchive {
         })
     }
 
+    /// Details quote names from the file (keys, record names, globals): they are made
+    /// printable so the message stays one line.
     fn not_torch(&self, detail: String) -> CheckpointError {
         CheckpointError::NotTorch {
             path: self.path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         }
     }
 
     fn corrupt(&self, detail: String) -> CheckpointError {
         CheckpointError::Corrupt {
             path: self.path.clone(),
-            detail,
+            detail: printable(&detail, 1000),
         }
     }
 }
@@ -436,9 +491,9 @@ fn is_data_error(e: &std::io::Error) -> bool {
 
 /// sha256 of the whole file, lowercase hex.
 fn sha256_file(path: &Path) -> Result<String, CheckpointError> {
-    let io = |source| CheckpointError::Io {
+    let io = |error| CheckpointError::Io {
         path: path.to_path_buf(),
-        source,
+        error,
     };
     let mut file = File::open(path).map_err(io)?;
     let mut hasher = Sha256::new();

@@ -56,7 +56,7 @@ impl<'a> Dump<'a> {
                 path,
                 source: npy::NpyError::Io {
                     path: dir.to_path_buf(),
-                    source: e,
+                    error: e,
                 },
             });
         }

@@ -3,6 +3,8 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
+
+use super::Finished;
 use std::time::{Duration, Instant};
 
 use super::{write_speechlike_wav, write_tiny_models};
@@ -41,16 +43,11 @@ pub fn render_args<'a>(
     .collect()
 }
 
-/// Asserts a failed command: exit code 1, one `error:` line that contains every `needle`.
-pub fn assert_one_error_line(out: &Output, needles: &[&str]) {
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(1), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
-    assert!(err.starts_with("error: "), "{err}");
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "{n:?} missing in: {err}");
-    }
+/// `moda-edge ARGS` run to completion within `secs` seconds.
+pub fn cli<S: AsRef<std::ffi::OsStr>>(args: &[S], secs: u64) -> Finished {
+    let mut c = super::moda_edge_command();
+    c.args(args);
+    super::run_with_timeout(c, secs)
 }
 
 /// Files in `dir` (names).

@@ -145,9 +145,16 @@ pub fn golden_render_fixture(dir: &Path) -> (PathBuf, PathBuf) {
     (avatar_dir, models_dir)
 }
 
-/// Runs `cmd` to completion and returns its output, killing it and failing the test if it is
-/// still running after `seconds` (a hang fails instead of hanging the suite).
-pub fn output_within(cmd: &mut std::process::Command, seconds: u64) -> std::process::Output {
+/// What a finished child process left: exit code, stdout and stderr as text.
+pub struct Finished {
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+/// Runs `cmd` with piped output and kills it after `secs` seconds, failing the test with what
+/// it printed so far: a hang fails instead of hanging the suite.
+pub fn run_with_timeout(mut cmd: std::process::Command, secs: u64) -> Finished {
     use std::io::Read;
     use std::process::Stdio;
     let mut child = cmd
@@ -155,36 +162,205 @@ pub fn output_within(cmd: &mut std::process::Command, seconds: u64) -> std::proc
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {cmd:?}: {e}"));
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let out_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stdout.read_to_end(&mut v);
-        v
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = stderr.read_to_end(&mut v);
-        v
-    });
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        .expect("the command starts");
+    // Drain both pipes on threads so a chatty child cannot block on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_string(&mut text);
+            }
+            text
+        })
+    };
+    let out = drain(
+        child
+            .stdout
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let err = drain(
+        child
+            .stderr
+            .take()
+            .map(|p| Box::new(p) as Box<dyn Read + Send>),
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
     let status = loop {
-        if let Some(status) = child.try_wait().expect("wait for the child") {
+        if let Some(status) = child.try_wait().expect("waiting for the child") {
             break status;
         }
         if std::time::Instant::now() > deadline {
             let _ = child.kill();
             let _ = child.wait();
-            panic!("{cmd:?} did not finish within {seconds} s");
+            panic!(
+                "{cmd:?} did not finish within {secs} s; stderr so far: {}",
+                err.join().unwrap_or_default()
+            );
         }
         std::thread::sleep(std::time::Duration::from_millis(20));
     };
-    std::process::Output {
-        status,
-        stdout: out_reader.join().expect("stdout reader"),
-        stderr: err_reader.join().expect("stderr reader"),
+    Finished {
+        code: status.code(),
+        stdout: out.join().unwrap_or_default(),
+        stderr: err.join().unwrap_or_default(),
     }
+}
+
+/// A RIFF/WAVE file from raw chunks, each padded to an even size as the format requires.
+pub fn riff(chunks: &[(&[u8; 4], Vec<u8>)]) -> Vec<u8> {
+    let mut body = b"WAVE".to_vec();
+    for (id, data) in chunks {
+        body.extend_from_slice(*id);
+        body.extend((data.len() as u32).to_le_bytes());
+        body.extend(data);
+        if data.len() % 2 == 1 {
+            body.push(0);
+        }
+    }
+    let mut out = b"RIFF".to_vec();
+    out.extend((body.len() as u32).to_le_bytes());
+    out.extend(body);
+    out
+}
+
+/// A 16-byte `fmt ` chunk body: format code `tag` (1 PCM, 3 float), consistent byte rate and
+/// block alignment.
+pub fn fmt_chunk(tag: u16, channels: u16, rate: u32, bits: u16) -> Vec<u8> {
+    let align = u32::from(channels) * u32::from(bits) / 8;
+    let mut f = Vec::new();
+    f.extend(tag.to_le_bytes());
+    f.extend(channels.to_le_bytes());
+    f.extend(rate.to_le_bytes());
+    f.extend(rate.wrapping_mul(align).to_le_bytes());
+    f.extend((align as u16).to_le_bytes());
+    f.extend(bits.to_le_bytes());
+    f
+}
+
+/// Little-endian bytes of float32 samples.
+pub fn f32_le(v: &[f32]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// Little-endian bytes of 16-bit samples.
+pub fn i16_le(v: &[i16]) -> Vec<u8> {
+    v.iter().flat_map(|x| x.to_le_bytes()).collect()
+}
+
+/// CRC-32 (IEEE, as PNG chunks use it), bitwise: test files only.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 != 0 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
+
+/// A PNG that is only a signature and an IHDR chunk (with a valid CRC) claiming the given
+/// size, bit depth and colour type, then `rest` (further chunks, or nothing).
+pub fn png_header(width: u32, height: u32, depth: u8, color: u8, rest: &[u8]) -> Vec<u8> {
+    let mut ihdr = b"IHDR".to_vec();
+    ihdr.extend(width.to_be_bytes());
+    ihdr.extend(height.to_be_bytes());
+    ihdr.extend([depth, color, 0, 0, 0]);
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    out.extend(13u32.to_be_bytes());
+    out.extend(&ihdr);
+    out.extend(crc32(&ihdr).to_be_bytes());
+    out.extend(rest);
+    out
+}
+
+/// Asserts the CLI failed as a user error should: exit code 1, exactly one stderr line that
+/// starts with `error:` and contains each of `names`, no panic.
+pub fn assert_one_line_error(f: &Finished, names: &[&str]) {
+    let lines: Vec<&str> = f.stderr.lines().collect();
+    assert_eq!(f.code, Some(1), "exit code; stderr: {}", f.stderr);
+    assert_eq!(lines.len(), 1, "expected one stderr line: {:?}", f.stderr);
+    assert!(lines[0].starts_with("error: "), "{}", lines[0]);
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+    for name in names {
+        assert!(
+            lines[0].contains(name),
+            "does not name {name}: {}",
+            lines[0]
+        );
+    }
+}
+
+/// One tensor of [`state_dict_pickle`]: the `_rebuild_tensor_v2` arguments torch writes.
+pub struct TorchEntry<'a> {
+    pub key: &'a str,
+    pub storage_type: &'a str,
+    pub storage_key: &'a str,
+    pub storage_numel: u32,
+    pub offset: u32,
+    pub shape: &'a [u32],
+    pub stride: &'a [u32],
+}
+
+/// The protocol-2 pickle `torch.save` writes for an `OrderedDict` state_dict.
+pub fn state_dict_pickle(entries: &[TorchEntry]) -> Vec<u8> {
+    fn ustr(out: &mut Vec<u8>, s: &str) {
+        out.push(b'X');
+        out.extend((s.len() as u32).to_le_bytes());
+        out.extend(s.as_bytes());
+    }
+    fn ints(out: &mut Vec<u8>, v: &[u32]) {
+        out.push(b'(');
+        for &x in v {
+            out.push(b'J');
+            out.extend(x.to_le_bytes());
+        }
+        out.push(b't');
+    }
+    let mut p = vec![0x80, 2, b'c'];
+    p.extend(b"collections\nOrderedDict\n");
+    p.extend([b'q', 0, b')', b'R', b'q', 1, b'(']);
+    for e in entries {
+        ustr(&mut p, e.key);
+        p.extend(b"ctorch._utils\n_rebuild_tensor_v2\n((");
+        ustr(&mut p, "storage");
+        p.extend(format!("ctorch\n{}\n", e.storage_type).as_bytes());
+        ustr(&mut p, e.storage_key);
+        ustr(&mut p, "cpu");
+        p.push(b'J');
+        p.extend(e.storage_numel.to_le_bytes());
+        p.extend([b't', b'Q', b'J']);
+        p.extend(e.offset.to_le_bytes());
+        ints(&mut p, e.shape);
+        ints(&mut p, e.stride);
+        p.extend([0x89, b'h', 0, b')', b'R', b't', b'R']);
+    }
+    p.extend([b'u', b'.']);
+    p
+}
+
+/// A zip archive of `records`, each stored or deflated.
+pub fn torch_zip(records: &[(&str, &[u8])], deflate: bool) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let method = if deflate {
+        zip::CompressionMethod::Deflated
+    } else {
+        zip::CompressionMethod::Stored
+    };
+    let opts = zip::write::SimpleFileOptions::default()
+        .compression_method(method)
+        .large_file(false);
+    for (name, data) in records {
+        zip.start_file(*name, opts).expect("zip entry");
+        zip.write_all(data).expect("zip data");
+    }
+    zip.finish().expect("zip finish").into_inner()
 }
 
 /// Seeded `tiny` moda.onnx, faco.onnx and renderer.onnx in `dir`.

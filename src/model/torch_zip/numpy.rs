@@ -27,7 +27,7 @@ impl<'a> NdArray<'a> {
             Value::Object {
                 state: Some(state), ..
             } if is_reconstruct => state,
-            _ => return Err(format!("is a {}, expected a NumPy array", v.describe())),
+            _ => return Err(format!("is {}, expected a NumPy array", v.describe())),
         };
         // Version 1 states lead with the version number; version 0 states omit it.
         let parts = match state.as_seq() {
@@ -35,7 +35,7 @@ impl<'a> NdArray<'a> {
             Some([shape, dtype, fortran, data]) => [shape, dtype, fortran, data],
             _ => {
                 return Err(format!(
-                    "has array state {}, expected (version, shape, dtype, fortran, data)",
+                    "has {} as its array state, expected (version, shape, dtype, fortran, data)",
                     state.describe()
                 ))
             }
@@ -48,7 +48,12 @@ impl<'a> NdArray<'a> {
                     .map(|d| d.as_int().and_then(|i| usize::try_from(i).ok()))
                     .collect()
             })
-            .ok_or_else(|| format!("has shape {}, expected a tuple of sizes", shape.describe()))?;
+            .ok_or_else(|| {
+                format!(
+                    "has {} as its shape, expected a tuple of sizes",
+                    shape.describe()
+                )
+            })?;
         let descr = match (dtype.constructor(), dtype) {
             (Some(("numpy", "dtype")), Value::Object { args, .. }) => args
                 .as_seq()
@@ -56,11 +61,15 @@ impl<'a> NdArray<'a> {
                 .and_then(Value::as_str),
             _ => None,
         };
-        let descr =
-            descr.ok_or_else(|| format!("has dtype {}, expected numpy.dtype", dtype.describe()))?;
+        let descr = descr.ok_or_else(|| {
+            format!(
+                "has {} as its dtype, expected numpy.dtype",
+                dtype.describe()
+            )
+        })?;
         let Value::Bool(fortran) = *fortran else {
             return Err(format!(
-                "has Fortran flag {}, expected a bool",
+                "has {} as its Fortran flag, expected a bool",
                 fortran.describe()
             ));
         };

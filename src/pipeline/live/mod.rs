@@ -884,7 +884,7 @@ impl LiveDump {
             std::fs::create_dir_all(dir)
                 .map_err(|e| crate::util::npy::NpyError::Io {
                     path: dir.to_path_buf(),
-                    source: e,
+                    error: e,
                 })
                 .and_then(|()| crate::util::npy::write(&path, &tensor))
                 .map_err(|source| LiveError::Dump { path, source })
