@@ -16,6 +16,7 @@ pub mod backend;
 pub mod bench;
 pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod draw;
 pub mod face;
 pub mod model;
