@@ -18,12 +18,15 @@
 //! here and kept as strings; the pipeline parses them when it opens the devices with
 //! `audio::SourceUri::parse` and `sink::SinkUri::parse`, whose modules own the full grammar.
 
+mod check;
 mod error;
 mod raw;
 mod schema;
 mod uri;
 mod validate;
 
+#[cfg(test)]
+mod proptests;
 #[cfg(test)]
 mod tests;
 
@@ -35,8 +38,9 @@ use serde::Deserialize;
 
 pub use error::{ConfigError, Origin};
 
+use check::{check_table, line_column, one_line, parse_scalar};
 use raw::RawConfig;
-use schema::{KeySpec, Kind, Lookup};
+use schema::Lookup;
 use validate::Origins as _;
 
 use crate::motion::{Noise, StreamWindow};
@@ -406,109 +410,4 @@ impl validate::Origins for Config {
 /// As [`Config::from_toml`] and [`Config::validate_values`]; messages name the file `<input>`.
 pub fn parse_and_validate(text: &str) -> Result<Settings, ConfigError> {
     Config::from_toml(text, Path::new("<input>"))?.validate_values()
-}
-
-/// Refuses unknown keys (listing the known ones of the table), sections that are not tables
-/// and values of the wrong TOML type. Keys are checked in the order of the schema, unknown
-/// keys first.
-fn check_table(table: &toml::Table, origin: &Origin) -> Result<(), ConfigError> {
-    let unknown = |key: String, known: String| ConfigError::UnknownKey {
-        origin: origin.clone(),
-        key,
-        known,
-    };
-    for (name, _) in table {
-        if schema::TOP.iter().all(|k| k.name != name) && schema::section(name).is_none() {
-            return Err(unknown(schema::show_key(name), schema::known_top()));
-        }
-    }
-    for spec in schema::TOP {
-        check_value(table.get(spec.name), spec.name, *spec, origin)?;
-    }
-    for section in schema::SECTIONS {
-        let Some(value) = table.get(section.name) else {
-            continue;
-        };
-        let toml::Value::Table(inner) = value else {
-            return Err(ConfigError::Invalid {
-                origin: origin.clone(),
-                key: section.name.to_owned(),
-                value: schema::show(value),
-                expected: format!(
-                    "a table [{}] with the keys {}",
-                    section.name,
-                    schema::known_in(*section)
-                ),
-            });
-        };
-        for (name, _) in inner {
-            if section.keys.iter().all(|k| k.name != name) {
-                return Err(unknown(
-                    format!("{}.{}", section.name, schema::show_key(name)),
-                    schema::known_in(*section),
-                ));
-            }
-        }
-        for spec in section.keys {
-            let key = format!("{}.{}", section.name, spec.name);
-            check_value(inner.get(spec.name), &key, *spec, origin)?;
-        }
-    }
-    Ok(())
-}
-
-fn check_value(
-    value: Option<&toml::Value>,
-    key: &str,
-    spec: KeySpec,
-    origin: &Origin,
-) -> Result<(), ConfigError> {
-    match value {
-        Some(v) if !schema::has_kind(v, spec.kind) => Err(ConfigError::Invalid {
-            origin: origin.clone(),
-            key: key.to_owned(),
-            value: schema::show(v),
-            expected: spec.expected.to_owned(),
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// A `--set` value for a key of `spec`'s type, `None` when it has another type.
-fn parse_scalar(text: &str, spec: KeySpec) -> Option<toml::Value> {
-    let parsed = toml::Value::deserialize(toml::de::ValueDeserializer::new(text)).ok();
-    match spec.kind {
-        Kind::Str => Some(match parsed {
-            Some(v @ toml::Value::String(_)) => v,
-            _ => toml::Value::String(text.to_owned()),
-        }),
-        _ => parsed.filter(|v| schema::has_kind(v, spec.kind)),
-    }
-}
-
-/// The 1-based line and column (in characters) of byte `offset` in `text`.
-fn line_column(text: &str, offset: usize) -> (usize, usize) {
-    let mut end = offset.min(text.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let before = &text[..end];
-    let line = before.matches('\n').count() + 1;
-    let column = before
-        .rfind('\n')
-        .map_or(before, |nl| &before[nl + 1..])
-        .chars()
-        .count()
-        + 1;
-    (line, column)
-}
-
-/// A parser message on one line.
-fn one_line(message: &str) -> String {
-    message
-        .lines()
-        .map(str::trim)
-        .filter(|l| !l.is_empty())
-        .collect::<Vec<_>>()
-        .join("; ")
 }
