@@ -15,6 +15,8 @@ pub mod audio;
 pub mod backend;
 pub mod bench;
 pub mod clock;
+pub mod config;
+pub mod daemon;
 pub mod draw;
 pub mod face;
 pub mod model;
