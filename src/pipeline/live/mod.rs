@@ -18,15 +18,17 @@
 //! from the audio: the output waits for each frame instead of its deadline, nothing is late,
 //! and the run ends with the audio (`moda-edged --clock virtual`).
 
+pub mod histogram;
 pub mod schedule;
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TryRecvError};
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+pub use histogram::{LatencyHistogram, LatencySummary};
 pub use schedule::{check_budget, BudgetError, BudgetNeeds, Presenter, Schedule};
 
 use super::motion::StreamingSettings;
@@ -183,68 +185,12 @@ pub struct Metrics {
     /// Smallest and largest presentation latency (present time − frame time), ns.
     pub latency_min_ns: AtomicU64,
     pub latency_max_ns: AtomicU64,
-    /// Presentation latencies, µs, for percentiles.
-    pub latencies: Mutex<LatencyHistogram>,
+    /// Presentation latencies, for percentiles.
+    pub latencies: LatencyHistogram,
     /// Per-thread heartbeats: monotonic ns of the last loop turn (capture/motion, render, output).
     pub heartbeat: [AtomicU64; 3],
     /// The output has finished (end of stream or error).
     pub finished: AtomicBool,
-}
-
-/// Presentation latencies in 100 µs buckets up to 10 s: p50/p99/max without allocating.
-#[derive(Debug)]
-pub struct LatencyHistogram {
-    buckets: Vec<u64>,
-    count: u64,
-    max_us: u64,
-}
-
-const BUCKET_US: u64 = 100;
-const BUCKETS: usize = 100_000;
-
-impl Default for LatencyHistogram {
-    fn default() -> Self {
-        LatencyHistogram {
-            buckets: vec![0; BUCKETS],
-            count: 0,
-            max_us: 0,
-        }
-    }
-}
-
-impl LatencyHistogram {
-    pub fn record(&mut self, latency: Duration) {
-        let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX);
-        let b = ((us / BUCKET_US) as usize).min(BUCKETS - 1);
-        self.buckets[b] += 1;
-        self.count += 1;
-        self.max_us = self.max_us.max(us);
-    }
-
-    pub fn count(&self) -> u64 {
-        self.count
-    }
-
-    /// The `q` quantile (0..=1) as the upper edge of its bucket, capped at the maximum seen.
-    pub fn quantile(&self, q: f64) -> Duration {
-        if self.count == 0 {
-            return Duration::ZERO;
-        }
-        let rank = ((q.clamp(0.0, 1.0) * self.count as f64).ceil() as u64).max(1);
-        let mut seen = 0;
-        for (b, &n) in self.buckets.iter().enumerate() {
-            seen += n;
-            if seen >= rank {
-                let edge = (b as u64 + 1) * BUCKET_US;
-                return Duration::from_micros(edge.min(self.max_us));
-            }
-        }
-        self.max()
-    }
-
-    pub fn max(&self) -> Duration {
-        Duration::from_micros(self.max_us)
-    }
 }
 
 /// A snapshot of the metrics.
@@ -270,7 +216,7 @@ impl Metrics {
     }
 
     pub fn snapshot(&self) -> Snapshot {
-        let h = self.latencies.lock().unwrap_or_else(|e| e.into_inner());
+        let h = self.latencies.summary();
         Snapshot {
             presented: self.presented.load(Ordering::Relaxed),
             late: self.late.load(Ordering::Relaxed),
@@ -278,9 +224,9 @@ impl Metrics {
             stale: self.stale.load(Ordering::Relaxed),
             sink_dropped: self.sink_dropped.load(Ordering::Relaxed),
             motion_runs: self.motion_runs.load(Ordering::Relaxed),
-            latency_p50: h.quantile(0.5),
-            latency_p99: h.quantile(0.99),
-            latency_max: h.max(),
+            latency_p50: h.p50,
+            latency_p99: h.p99,
+            latency_max: h.max,
         }
     }
 
@@ -837,11 +783,7 @@ fn output_loop(
             let ns = u64::try_from(latency.as_nanos()).unwrap_or(u64::MAX);
             metrics.latency_min_ns.fetch_min(ns, Ordering::Relaxed);
             metrics.latency_max_ns.fetch_max(ns, Ordering::Relaxed);
-            metrics
-                .latencies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .record(latency);
+            metrics.latencies.record(latency);
         }
         metrics.presented.fetch_add(1, Ordering::Relaxed);
         metrics.stale.store(presenter.stale, Ordering::Relaxed);
