@@ -17,7 +17,9 @@
 //! [`WriteOutcome`] (written, or for live outputs late or dropped). Audio takes its own path,
 //! [`FrameSink::write_audio`]: mono float32 samples at the rate given at open, stamped with the
 //! time of their first sample on the same clock, so picture and sound share one time origin.
-//! Sinks are `Send`, so a driver can own one on its output thread.
+//! Sinks are `Send`, so a driver can own one on its output thread. A file's timeline starts at
+//! the first timestamp written to it (frame or audio): offline that is 0, live it is the
+//! monotonic time the first frame is presented at.
 //!
 //! Files are written atomically: to a temporary file beside the target, renamed over it by
 //! [`FrameSink::finish`]. A sink dropped unfinished (a failed or aborted run) removes its

@@ -68,6 +68,9 @@ pub struct Mp4Sink {
     stride: usize,
     frames: u64,
     max_queued: u64,
+    /// The stream time of the file's start: the timestamp of the first frame or audio written
+    /// (0 offline; `t0 + budget` in the live service, whose timestamps are monotonic time).
+    origin: Option<Pts>,
 }
 
 /// The speech track.
@@ -194,6 +197,7 @@ impl Mp4Sink {
             stride,
             frames: 0,
             max_queued,
+            origin: None,
         };
         if sink.pipeline.set_state(gst::State::Playing).is_err() {
             return Err(sink.pipeline_error("the pipeline refused to start"));
@@ -263,6 +267,12 @@ fn describe(msg: &gst::Message) -> String {
 }
 
 impl Mp4Sink {
+    /// `pts` on the file's timeline (the first timestamp written is 0).
+    fn file_time(&mut self, pts: Pts) -> u64 {
+        let origin = *self.origin.get_or_insert(pts);
+        pts.nanos().saturating_sub(origin.nanos())
+    }
+
     fn pushed(
         &self,
         what: &str,
@@ -294,6 +304,7 @@ impl FrameSink for Mp4Sink {
             });
         }
         self.wait_for_room()?;
+        let pts = self.file_time(frame.pts);
         let mut buffer = self.acquire(&self.video_pool)?;
         {
             let row = self.width as usize * 3;
@@ -313,7 +324,7 @@ impl FrameSink for Mp4Sink {
             }
             let k = frame.index;
             let duration = self.clock.frame_offset(k + 1) - self.clock.frame_offset(k);
-            b.set_pts(gst::ClockTime::from_nseconds(frame.pts.nanos()));
+            b.set_pts(gst::ClockTime::from_nseconds(pts));
             b.set_duration(gst::ClockTime::from_nseconds(duration.as_nanos() as u64));
             b.set_offset(k);
         }
@@ -324,12 +335,16 @@ impl FrameSink for Mp4Sink {
     }
 
     fn write_audio(&mut self, samples: &[f32], pts: Pts) -> Result<(), SinkError> {
+        if self.audio.is_none() {
+            return Ok(());
+        }
+        let at = self.file_time(pts);
         let Some(feed) = &self.audio else {
             return Ok(());
         };
         let rate = feed.rate;
-        // Stream sample index of samples[0]; samples before `skip` are hidden by the priming.
-        let first = u64::try_from(u128::from(pts.nanos()) * u128::from(rate) / 1_000_000_000)
+        // File sample index of samples[0]; samples before `skip` are hidden by the priming.
+        let first = u64::try_from(u128::from(at) * u128::from(rate) / 1_000_000_000)
             .unwrap_or(u64::MAX);
         let start = (feed.skip.saturating_sub(first) as usize).min(samples.len());
         let mut at = first + start as u64 - feed.skip;
