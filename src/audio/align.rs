@@ -105,6 +105,12 @@ impl Aligner {
         }
     }
 
+    /// Sets `t0` (sample 0 is silence captured at `t0`) when nothing set it yet: for a stream
+    /// that starts without its device.
+    pub fn start_at(&mut self, t0: Pts) {
+        self.t0.get_or_insert(t0);
+    }
+
     /// Capture time of sample 0, once known.
     pub fn t0(&self) -> Option<Pts> {
         self.t0

@@ -223,7 +223,7 @@ pub struct CaptureStats {
 /// State shared by the capture thread and its handle; counters only, no locks.
 #[derive(Default)]
 struct Shared {
-    stop: AtomicBool,
+    stop: Arc<AtomicBool>,
     /// `u64::MAX` until known.
     t0: AtomicU64,
     xruns: AtomicU64,
@@ -342,7 +342,11 @@ impl Capture {
             connected: AtomicBool::new(true),
             ..Shared::default()
         });
-        let (writer, reader) = ring();
+        let (mut writer, reader) = ring();
+        if settings.mode == ClockMode::Virtual {
+            // Simulations only: the producer waits for the consumer.
+            writer.wait_for_room(Arc::clone(&shared.stop));
+        }
         let settings = settings.clone();
         let worker = Worker {
             settings,
@@ -373,18 +377,27 @@ impl Capture {
                         None
                     }
                 };
-                Box::new(move || worker.run_device(opener, first))
+                // Without a device the stream starts now, with silence.
+                let t0 = first.is_none().then(|| worker.start_clock());
+                Box::new(move || worker.run_device(opener, first, t0))
             }
             (
                 CaptureInput::Samples {
                     samples, looped, ..
                 },
                 mode,
-            ) => Box::new(move || worker.run_samples(samples, looped, mode)),
-            (CaptureInput::Pipe { source, .. }, mode) => {
-                Box::new(move || worker.run_pipe(source, mode))
+            ) => {
+                let t0 = worker.start_clock();
+                Box::new(move || worker.run_samples(samples, looped, mode, t0))
             }
-            (CaptureInput::Silence, mode) => Box::new(move || worker.run_silence(mode)),
+            (CaptureInput::Pipe { source, .. }, mode) => {
+                let t0 = worker.start_clock();
+                Box::new(move || worker.run_pipe(source, mode, t0))
+            }
+            (CaptureInput::Silence, mode) => {
+                let t0 = worker.start_clock();
+                Box::new(move || worker.run_silence(mode, t0))
+            }
         };
         let thread = std::thread::Builder::new()
             .name("moda-capture".into())
@@ -477,26 +490,16 @@ struct Connected {
 }
 
 impl Worker {
-    /// Hands a block to the ring: never waits in real time, waits for room in a simulation.
-    fn flush(&mut self, mode: ClockMode) -> bool {
-        match mode {
-            ClockMode::RealTime => {
-                self.writer.flush();
-            }
-            ClockMode::Virtual => {
-                let shared = Arc::clone(&self.shared);
-                if !self
-                    .writer
-                    .flush_wait(Duration::from_micros(200), || shared.stopped())
-                {
-                    return false;
-                }
-            }
-        }
+    /// Hands the pending block to the ring (see [`RingWriter::flush`]) and publishes the
+    /// counters; `false` when asked to stop.
+    fn flush(&mut self) -> bool {
+        self.writer.flush();
         self.shared.publish(&self.writer);
-        true
+        !self.shared.stopped()
     }
 
+    /// `t0` of a clock-paced source: the clock's time at start (set before the thread runs,
+    /// so `Capture::t0` is known as soon as `start` returns).
     fn start_clock(&self) -> Pts {
         let t0 = self.clock.now();
         self.shared.set_t0(t0);
@@ -504,7 +507,7 @@ impl Worker {
     }
 
     /// A decoded file: paced by the clock (or by the consumer in a simulation).
-    fn run_samples(mut self, mut samples: Vec<f32>, looped: bool, mode: ClockMode) {
+    fn run_samples(mut self, mut samples: Vec<f32>, looped: bool, mode: ClockMode, t0: Pts) {
         let repaired = sanitize(&mut samples);
         self.shared.repaired.store(repaired, Ordering::Relaxed);
         if repaired > 0 {
@@ -513,7 +516,6 @@ impl Worker {
                 self.name
             );
         }
-        let t0 = self.start_clock();
         let tick = self.settings.tick();
         let (mut next, mut pos) = (0u64, 0usize);
         let mut tick_end = t0;
@@ -540,7 +542,7 @@ impl Worker {
                 pos += k;
                 next += k as u64;
             }
-            if !self.flush(mode) {
+            if !self.flush() {
                 return;
             }
             if mode == ClockMode::RealTime {
@@ -553,8 +555,7 @@ impl Worker {
     }
 
     /// Endless silence, paced by the clock (or by the consumer).
-    fn run_silence(mut self, mode: ClockMode) {
-        let t0 = self.start_clock();
+    fn run_silence(mut self, mode: ClockMode, t0: Pts) {
         let tick = self.settings.tick();
         let mut next = 0u64;
         let mut tick_end = t0;
@@ -567,7 +568,7 @@ impl Worker {
                 self.writer.write_silence(next, target - next);
                 next = target;
             }
-            if !self.flush(mode) {
+            if !self.flush() {
                 return;
             }
             if mode == ClockMode::RealTime {
@@ -583,7 +584,7 @@ impl Worker {
 
     /// Raw PCM from a pipe: as soon as it arrives, never ahead of the clock, silence when the
     /// writer is idle, the end when the pipe closes.
-    fn run_pipe(mut self, mut pipe: PipeSource, mode: ClockMode) {
+    fn run_pipe(mut self, mut pipe: PipeSource, mode: ClockMode, t0: Pts) {
         let frames = self.settings.period_frames.max(16) as usize;
         let Some(mut resampler) = StreamResampler::new(pipe.format().rate, SAMPLE_RATE, frames)
         else {
@@ -594,7 +595,6 @@ impl Worker {
         let mut output = vec![0.0f32; resampler.max_output(input.len())];
         let mut fifo: VecDeque<f32> = VecDeque::with_capacity(PIPE_FIFO + output.len());
         let grace = (PIPE_GRACE.as_nanos() * 16_000 / 1_000_000_000) as u64;
-        let t0 = self.start_clock();
         let tick = self.settings.tick();
         let mut tick_end = t0;
         let mut next = 0u64;
@@ -656,7 +656,7 @@ impl Worker {
                 self.writer.write_silence(next, silence_to - next);
                 next = silence_to;
             }
-            if !self.flush(mode) {
+            if !self.flush() {
                 return;
             }
             if mode == ClockMode::RealTime {
@@ -674,11 +674,15 @@ impl Worker {
         mut self,
         mut opener: Box<dyn DeviceOpener>,
         first: Option<Box<dyn AudioSource>>,
+        t0: Option<Pts>,
     ) {
         let frames = self.settings.period_frames.max(16) as usize;
         let mut input = vec![0.0f32; frames];
         let mut output: Vec<f32> = Vec::new();
         let mut aligner = Aligner::new();
+        if let Some(t0) = t0 {
+            aligner.start_at(t0);
+        }
         let margin = u64::from(self.settings.period_frames);
         let tick = self.settings.tick();
         let mut connected: Option<Connected> = None;
@@ -737,7 +741,7 @@ impl Worker {
                     }
                     self.writer.write_silence(first, n);
                     self.shared.filled.fetch_add(n, Ordering::Relaxed);
-                    self.flush(ClockMode::RealTime);
+                    self.flush();
                     let wake = self.clock.now().after(tick).min(next_try);
                     if !sleep_until(&*self.clock, wake, &self.shared) {
                         return;
@@ -787,7 +791,7 @@ impl Worker {
                             }
                         }
                         dev.fed += c.samples as u64;
-                        self.flush(ClockMode::RealTime);
+                        self.flush();
                     }
                     result => {
                         let why = match result {

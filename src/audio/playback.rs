@@ -106,19 +106,11 @@ pub struct PlaybackStats {
 }
 
 /// How to open the playback device.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PlaybackSettings {
     /// Period, buffer and preferred format (16 kHz mono by default; the device may choose
     /// another rate and channel count, which we convert to).
     pub alsa: AlsaSettings,
-}
-
-impl Default for PlaybackSettings {
-    fn default() -> Self {
-        PlaybackSettings {
-            alsa: AlsaSettings::default(),
-        }
-    }
 }
 
 /// An open playback device with its queue; see the module documentation.

@@ -5,7 +5,7 @@
 //! producer had to drop (the ring was full) shows up at the consumer as a jump in the index,
 //! not as silently shifted audio. The producer never waits for the consumer in real-time use
 //! ([`RingWriter::flush`] drops and counts); only a simulation may wait
-//! ([`RingWriter::flush_wait`]). After start-up nothing allocates.
+//! ([`RingWriter::wait_for_room`]). After start-up nothing allocates.
 //!
 //! Capacity: [`RING_BLOCKS`]` − 1` blocks of up to [`BLOCK`] samples. The producer fills blocks
 //! and flushes the partly filled one at the end of every device period, so with periods of at
@@ -80,6 +80,8 @@ pub struct RingWriter {
     /// Blocks dropped because the ring was full, and their samples.
     overruns: u64,
     dropped_samples: u64,
+    /// When set (simulations only), a full ring is waited for until this stop flag is raised.
+    wait_for_room: Option<Arc<AtomicBool>>,
     flags: Arc<Flags>,
     _storage: Arc<Storage>,
 }
@@ -112,6 +114,7 @@ pub fn ring() -> (RingWriter, RingReader) {
             pending: Block::EMPTY,
             overruns: 0,
             dropped_samples: 0,
+            wait_for_room: None,
             flags: Arc::clone(&flags),
             _storage: Arc::clone(&storage),
         },
@@ -170,11 +173,23 @@ impl RingWriter {
         }
     }
 
-    /// Hands the pending block to the consumer; when the ring is full the block is dropped and
-    /// counted (the producer never waits). Returns whether it went in.
+    /// From now on a full ring is waited for (polling every 200 µs) instead of dropping the
+    /// block, until `stop` is raised: only for simulations, where the producer may block.
+    pub fn wait_for_room(&mut self, stop: Arc<AtomicBool>) {
+        self.wait_for_room = Some(stop);
+    }
+
+    /// Hands the pending block to the consumer. When the ring is full the block is dropped and
+    /// counted (the producer never waits), unless [`RingWriter::wait_for_room`] was called.
+    /// Returns whether it went in.
     pub fn flush(&mut self) -> bool {
         if self.pending.len == 0 {
             return true;
+        }
+        if let Some(stop) = &self.wait_for_room {
+            while !self.producer.ready() && !stop.load(Ordering::Relaxed) {
+                std::thread::sleep(std::time::Duration::from_micros(200));
+            }
         }
         let next = self.pending.end();
         let ok = match self.producer.enqueue(self.pending) {
@@ -188,19 +203,6 @@ impl RingWriter {
         self.pending.len = 0;
         self.pending.first = next;
         ok
-    }
-
-    /// Like [`RingWriter::flush`] but waits (polling every `poll`) while the ring is full, until
-    /// `give_up()` says to stop: only for simulations, where the producer may block. Returns
-    /// whether the block went in.
-    pub fn flush_wait(&mut self, poll: std::time::Duration, give_up: impl Fn() -> bool) -> bool {
-        while self.pending.len > 0 && !self.producer.ready() {
-            if give_up() {
-                return false;
-            }
-            std::thread::sleep(poll);
-        }
-        self.flush()
     }
 
     /// Marks the end of the stream (after flushing what is pending).
@@ -356,10 +358,12 @@ mod tests {
     #[test]
     fn halves_can_live_on_different_threads_and_drop_in_any_order() {
         let (mut w, mut r) = ring();
+        w.wait_for_room(Arc::new(AtomicBool::new(false)));
         let t = std::thread::spawn(move || {
-            for i in 0..200u64 {
+            // 2000 blocks: more than the ring holds, so the producer has to wait.
+            for i in 0..2000u64 {
                 w.write(i * 10, &[i as f32; 10]);
-                w.flush_wait(std::time::Duration::from_micros(50), || false);
+                w.flush();
             }
             w.end();
         });
@@ -382,7 +386,7 @@ mod tests {
             }
             next += p.samples as u64;
         }
-        assert_eq!(next, 2000);
+        assert_eq!(next, 20_000);
         t.join().unwrap();
         drop(r);
     }

@@ -182,19 +182,21 @@ fn parse_pipe(rest: &str) -> Result<SourceUri, String> {
     let (mut rate, mut encoding, mut channels) = (None, None, 1u16);
     for (key, value) in query_pairs(query)? {
         match key {
-            "rate" => rate = Some(
-                value
-                    .parse::<u32>()
-                    .ok()
-                    .filter(|r| PIPE_RATES.contains(r))
-                    .ok_or_else(|| {
-                        format!(
+            "rate" => {
+                rate = Some(
+                    value
+                        .parse::<u32>()
+                        .ok()
+                        .filter(|r| PIPE_RATES.contains(r))
+                        .ok_or_else(|| {
+                            format!(
                             "rate = {value:?}: expected an integer {}..={} (samples per second)",
                             PIPE_RATES.start(),
                             PIPE_RATES.end()
                         )
-                    })?,
-            ),
+                        })?,
+                )
+            }
             "format" => {
                 encoding = Some(match value {
                     "s16le" => PcmEncoding::S16Le,
