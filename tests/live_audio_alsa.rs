@@ -278,7 +278,7 @@ fn a_device_that_appears_is_picked_up_and_the_stream_keeps_time(env: &Env) {
         !stats.device_connected,
         "the infile is missing: the device is not there"
     );
-    assert_eq!(stats.device_name, "alsa://mtest_late");
+    assert_eq!(&*stats.device_name, "alsa://mtest_late");
     std::thread::sleep(Duration::from_millis(300));
     assert!(cap.stats().produced > 0, "silence while it is missing");
     std::fs::write(&late, s16(&[1000i16; 16_000])).unwrap();

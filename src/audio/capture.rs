@@ -205,8 +205,9 @@ pub struct CaptureStats {
     pub device_connected: bool,
     /// Times a lost device came back.
     pub reconnects: u64,
-    /// The source's name (`alsa://default`, `file://…`).
-    pub device_name: String,
+    /// The source's name (`alsa://default`, `file://…`); shared, so `stats()` does not
+    /// allocate.
+    pub device_name: Arc<str>,
     /// Samples repaired by sanitizing (NaN/Inf, out of range).
     pub repaired_samples: u64,
     /// Single samples repeated / dropped to follow the clock.
@@ -309,7 +310,7 @@ pub struct Capture {
     reader: RingReader,
     shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
-    device_name: String,
+    device_name: Arc<str>,
 }
 
 impl Capture {
@@ -410,7 +411,7 @@ impl Capture {
             reader,
             shared,
             thread: Some(thread),
-            device_name,
+            device_name: device_name.into(),
         })
     }
 
@@ -429,7 +430,7 @@ impl Capture {
         }
     }
 
-    /// The counters now.
+    /// The counters now. Does not allocate.
     pub fn stats(&self) -> CaptureStats {
         let s = &self.shared;
         let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
@@ -439,7 +440,7 @@ impl Capture {
             ring_dropped_samples: get(&s.ring_dropped),
             device_connected: s.connected.load(Ordering::Relaxed),
             reconnects: get(&s.reconnects),
-            device_name: self.device_name.clone(),
+            device_name: Arc::clone(&self.device_name),
             repaired_samples: get(&s.repaired),
             drift_inserted: get(&s.inserted),
             drift_dropped: get(&s.dropped),
