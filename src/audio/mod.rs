@@ -68,6 +68,7 @@ pub fn load_wav_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
 // Live audio (the `moda-edged` service): source URIs, ALSA devices, raw PCM on a pipe, the
 // capture thread with its ring, and delayed playback.
 mod align;
+mod alsa_capture;
 mod alsa_pcm;
 pub mod capture;
 mod pipe;
@@ -76,7 +77,8 @@ mod ring;
 mod stream_resample;
 mod uri;
 
-pub use alsa_pcm::{decode_mono, encode_mono, AlsaCapture, AlsaSettings, SampleFormat};
+pub use alsa_capture::AlsaCapture;
+pub use alsa_pcm::{decode_mono, encode_mono, AlsaSettings, SampleFormat};
 pub use capture::{Capture, CaptureSettings, CaptureStats, ClockMode, Popped};
 pub use pipe::{PipeRead, PipeSource};
 pub use playback::{Playback, PlaybackSettings, Timing};

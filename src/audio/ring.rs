@@ -222,7 +222,7 @@ impl RingWriter {
     }
 }
 
-/// What one [`RingReader::pop`] (and `Capture::pop`) delivered.
+/// What one `Capture::pop` delivered.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Popped {
     /// Samples written to the front of the buffer.
