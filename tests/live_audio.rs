@@ -574,3 +574,13 @@ fn bad_sources_fail_at_start_with_one_sentence() {
         "audio source alsa://default: the virtual clock mode needs file://, pipe:// or silence://"
     );
 }
+
+/// The scheduler moves these handles to its own threads (checked at compile time).
+#[test]
+fn capture_and_playback_handles_are_send() {
+    fn send<T: Send>() {}
+    send::<Capture>();
+    send::<moda_edge::audio::Playback>();
+    send::<moda_edge::audio::AlsaCapture>();
+    send::<PipeSource>();
+}
