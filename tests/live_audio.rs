@@ -345,6 +345,8 @@ struct SimControl {
     /// Reads fail (to let the capture thread stop).
     halt: AtomicBool,
     opened: AtomicU64,
+    /// The next chunk comes after an overrun that lost this many samples.
+    xrun_lost: AtomicU64,
     /// Sample value of the current connection.
     value_bits: AtomicU64,
 }
@@ -381,6 +383,8 @@ impl AudioSource for SimDevice {
             std::thread::sleep(Duration::from_micros(200));
         }
         out.fill(self.value);
+        let lost = self.ctl.xrun_lost.swap(0, Ordering::SeqCst);
+        self.time += lost as f64 * 1e9 / self.actual_rate;
         let first = self.time;
         self.time += out.len() as f64 * 1e9 / self.actual_rate;
         self.clock.set(Pts::from_nanos(self.time as u64));
@@ -390,7 +394,7 @@ impl AudioSource for SimDevice {
         Ok(Captured {
             samples: out.len(),
             timestamp: Pts::from_nanos(stamp as u64),
-            lost: 0,
+            lost,
         })
     }
 
@@ -556,6 +560,33 @@ fn a_device_missing_at_start_then_lost_leaves_no_hole_in_the_index() {
         .all(|&v| v == 0.0));
     assert!(x[first_quarter..].iter().all(|&v| v == 0.25));
     assert_eq!(x.len() - first_quarter, 10 * 256);
+    stop(cap, &ctl);
+}
+
+#[test]
+fn an_xrun_is_counted_and_its_lost_samples_become_silence() {
+    let clock = manual(300);
+    let (ctl, input) = sim(&clock, 16_000.0, true);
+    let settings = CaptureSettings::new(SourceUri::parse("alsa://sim").unwrap());
+    let mut cap = Capture::start_input(input, &settings, clock.clone()).unwrap();
+    deliver(&ctl, 10);
+    // 100 samples (6.25 ms) lost in an overrun: less than the gap threshold, still placed
+    // exactly (an xrun resynchronizes at once).
+    ctl.xrun_lost.store(100, Ordering::SeqCst);
+    deliver(&ctl, 10);
+    let stats = cap.stats();
+    assert_eq!(stats.xruns, 1, "{stats:?}");
+    assert_eq!(stats.gap_filled, 100, "{stats:?}");
+    let runs = drain(&mut cap, 20 * 256 + 100);
+    assert_eq!(runs.len(), 1);
+    let x = &runs[0].1;
+    assert_eq!(x.len(), 20 * 256 + 100);
+    assert!(x[..2560].iter().all(|&v| v == 0.5));
+    assert!(
+        x[2560..2660].iter().all(|&v| v == 0.0),
+        "the lost samples are silence"
+    );
+    assert!(x[2660..].iter().all(|&v| v == 0.5));
     stop(cap, &ctl);
 }
 
