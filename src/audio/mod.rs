@@ -114,3 +114,23 @@ pub fn load_wav_16k(path: &Path) -> Result<Vec<f32>, AudioError> {
     let wav = read_wav(path)?;
     resample_to_16k(&wav.samples, wav.sample_rate)
 }
+
+// Live audio (the `moda-edged` service): source URIs, ALSA devices, raw PCM on a pipe, the
+// capture thread with its ring, and delayed playback.
+mod align;
+mod alsa_capture;
+mod alsa_pcm;
+pub mod capture;
+mod pipe;
+pub mod playback;
+mod ring;
+mod stream_resample;
+mod uri;
+
+pub use alsa_capture::AlsaCapture;
+pub use alsa_pcm::{decode_mono, encode_mono, AlsaSettings, SampleFormat};
+pub use capture::{Capture, CaptureSettings, CaptureStats, ClockMode, Popped};
+pub use pipe::{PipeRead, PipeSource};
+pub use playback::{Playback, PlaybackSettings, Timing};
+pub use stream_resample::StreamResampler;
+pub use uri::{PcmEncoding, PipeFormat, PlaybackUri, SourceUri, UriError, SOURCE_FORMS};
