@@ -344,8 +344,8 @@ impl FrameSink for Mp4Sink {
         };
         let rate = feed.rate;
         // File sample index of samples[0]; samples before `skip` are hidden by the priming.
-        let first = u64::try_from(u128::from(at) * u128::from(rate) / 1_000_000_000)
-            .unwrap_or(u64::MAX);
+        let first =
+            u64::try_from(u128::from(at) * u128::from(rate) / 1_000_000_000).unwrap_or(u64::MAX);
         let start = (feed.skip.saturating_sub(first) as usize).min(samples.len());
         let mut at = first + start as u64 - feed.skip;
         for chunk in samples[start..].chunks(AUDIO_BUFFER_SAMPLES) {

@@ -9,23 +9,27 @@ use std::time::{Duration, Instant};
 
 use super::*;
 use crate::backend::tract::TractBackend;
-use crate::clock::ManualClock;
+use crate::clock::{FrameClock, ManualClock};
 use crate::model::import::{init, Network};
 use crate::model::Preset;
 use crate::motion::StreamWindow;
-use crate::sink::{SinkSummary, WriteOutcome};
+use crate::sink::{SinkError, SinkSummary, WriteOutcome};
 
-/// A sink that records what it was given.
+/// A sink that records what it was given: frames, and audio as (pts, samples).
 #[derive(Clone, Default)]
-struct Recorder(Arc<Mutex<Vec<(u64, Pts, u8)>>>);
+struct Recorder(
+    Arc<Mutex<Vec<(u64, Pts, u8)>>>,
+    Arc<Mutex<Vec<(Pts, usize)>>>,
+);
 
 impl FrameSink for Recorder {
-    fn write_frame(&mut self, frame: &Frame<'_>) -> Result<WriteOutcome, SinkError> {
+    fn write_frame(&mut self, frame: &crate::sink::Frame<'_>) -> Result<WriteOutcome, SinkError> {
         let mut v = self.0.lock().unwrap();
         v.push((frame.index, frame.pts, frame.data[0]));
         Ok(WriteOutcome::Written)
     }
-    fn write_audio(&mut self, _: &[f32], _: Pts) -> Result<(), SinkError> {
+    fn write_audio(&mut self, samples: &[f32], pts: Pts) -> Result<(), SinkError> {
+        self.1.lock().unwrap().push((pts, samples.len()));
         Ok(())
     }
     fn finish(self: Box<Self>) -> Result<SinkSummary, SinkError> {
@@ -112,6 +116,8 @@ fn start(
         avatar,
         feed: Box::new(MemoryFeed::new(speech(seconds))),
         sink: Box::new(sink.clone()),
+        sink_audio: true,
+        playback: None,
         clock,
     };
     (
@@ -150,6 +156,26 @@ fn every_frame_is_presented_at_its_deadline_exactly() {
         assert_eq!(*index, k as u64);
         assert_eq!(*pts, s.deadline(k as u64));
     }
+    // The sound went to the sink ahead of the frames, stamped on the same timeline: sample n
+    // at t0 + n/16000 + budget, in order and without gaps.
+    let audio = sink.1.lock().unwrap();
+    let mut next = Pts::from_nanos(400_000_000);
+    let mut samples = 0u64;
+    for (pts, n) in audio.iter() {
+        assert_eq!(
+            *pts,
+            FrameClock::MODA
+                .sample_pts(Pts::ZERO, samples)
+                .after(Duration::from_millis(400))
+        );
+        assert!(*pts >= next);
+        next = *pts;
+        samples += *n as u64;
+    }
+    assert!(
+        samples >= FrameClock::MODA.first_sample(frames),
+        "{samples} samples"
+    );
 }
 
 #[test]
@@ -217,6 +243,8 @@ fn the_simulation_presents_every_frame_in_order_and_dumps_the_stages() {
         avatar,
         feed: Box::new(MemoryFeed::new(audio.clone())),
         sink: Box::new(sink.clone()),
+        sink_audio: true,
+        playback: None,
         clock: Arc::new(crate::clock::MonotonicClock),
     };
     let snap = LivePipeline::start(parts, s).unwrap().wait().unwrap();
