@@ -36,7 +36,7 @@ pub struct FeedRead {
 /// What a feed reports about its source.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct FeedStatus {
-    pub device: String,
+    pub device: Arc<str>,
     pub connected: bool,
     pub xruns: u64,
     pub dropped_samples: u64,
@@ -59,7 +59,7 @@ impl AudioFeed for Capture {
     fn status(&self) -> FeedStatus {
         let s = self.stats();
         FeedStatus {
-            device: s.device_name.to_string(),
+            device: s.device_name,
             connected: s.device_connected,
             xruns: s.xruns,
             dropped_samples: s.ring_dropped_samples,
@@ -99,7 +99,7 @@ impl AudioFeed for MemoryFeed {
 
     fn status(&self) -> FeedStatus {
         FeedStatus {
-            device: "memory".into(),
+            device: Arc::from("memory"),
             connected: true,
             ..FeedStatus::default()
         }

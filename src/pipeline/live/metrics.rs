@@ -40,6 +40,11 @@ pub struct Metrics {
     pub audio_dropped: AtomicU64,
     /// Samples of silence put in for samples the capture dropped.
     pub gap_filled: AtomicU64,
+    /// Capture and playback underruns/overruns (xruns) so far.
+    pub capture_xruns: AtomicU64,
+    pub playback_xruns: AtomicU64,
+    /// Whether the capture device is delivering (false: silence while it is looked for).
+    pub audio_connected: AtomicBool,
     /// The output has finished (end of stream or error).
     pub finished: AtomicBool,
 }

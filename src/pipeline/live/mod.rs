@@ -106,6 +106,8 @@ const RGB_SLOTS: usize = 3;
 
 /// The running pipeline.
 pub struct LivePipeline {
+    /// The audio source's name (`alsa://default`, `file://…`).
+    device: Arc<str>,
     stop: Arc<AtomicBool>,
     metrics: Arc<Metrics>,
     t0: Arc<OnceLock<Pts>>,
@@ -197,6 +199,7 @@ impl LivePipeline {
             },
         )?;
 
+        let device = feed.status().device;
         let stop = Arc::new(AtomicBool::new(false));
         let metrics = Arc::new(Metrics::new());
         let t0: Arc<OnceLock<Pts>> = Arc::new(OnceLock::new());
@@ -326,6 +329,7 @@ impl LivePipeline {
             )?;
         }
         Ok(LivePipeline {
+            device,
             stop,
             metrics,
             t0,
@@ -335,6 +339,11 @@ impl LivePipeline {
 
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
+    }
+
+    /// The audio source's name.
+    pub fn device(&self) -> &str {
+        &self.device
     }
 
     /// Capture time of sample 0, once known.

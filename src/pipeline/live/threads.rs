@@ -128,8 +128,18 @@ pub(super) fn motion_loop<B: Backend>(
     let mut slot: Option<Box<MotionFrame>> = None;
     let mut expected = 0u64;
     let mut ended = false;
+    let mut turns = 0u32;
     while !sh.stopped() {
         sh.beat(0);
+        // The source's state for the status, every 100 turns (at least once a second).
+        if turns.is_multiple_of(100) {
+            let st = feed.status();
+            sh.metrics.capture_xruns.store(st.xruns, Ordering::Relaxed);
+            sh.metrics
+                .audio_connected
+                .store(st.connected, Ordering::Relaxed);
+        }
+        turns = turns.wrapping_add(1);
         let read = feed.pop(&mut buf);
         if read.samples > 0 {
             if sh.t0.get().is_none() {
@@ -393,6 +403,9 @@ pub(super) fn playback_loop(sh: &Shared<'_>, out: &mut dyn AudioOut, audio: &Aud
             t0,
             budget: sh.budget,
         };
+        sh.metrics
+            .playback_xruns
+            .store(out.xruns(), Ordering::Relaxed);
         match audio.rx.recv_timeout(Duration::from_millis(5)) {
             Ok(chunk) => {
                 out.write(&chunk.data[..chunk.len], chunk.first, timing);
