@@ -72,11 +72,16 @@ impl AudioFeed for Capture {
 pub struct MemoryFeed {
     samples: Vec<f32>,
     pos: usize,
+    name: Arc<str>,
 }
 
 impl MemoryFeed {
     pub fn new(samples: Vec<f32>) -> MemoryFeed {
-        MemoryFeed { samples, pos: 0 }
+        MemoryFeed {
+            samples,
+            pos: 0,
+            name: Arc::from("memory"),
+        }
     }
 }
 
@@ -99,7 +104,7 @@ impl AudioFeed for MemoryFeed {
 
     fn status(&self) -> FeedStatus {
         FeedStatus {
-            device: Arc::from("memory"),
+            device: Arc::clone(&self.name),
             connected: true,
             ..FeedStatus::default()
         }

@@ -129,6 +129,9 @@ pub(super) fn motion_loop<B: Backend>(
     let mut expected = 0u64;
     let mut ended = false;
     let mut turns = 0u32;
+    // No free motion frame last turn: the renderer is behind; hand out frames before taking
+    // more audio (a simulation's feed would otherwise run arbitrarily far ahead).
+    let mut backlogged = false;
     while !sh.stopped() {
         sh.beat(0);
         // The source's state for the status, every 100 turns (at least once a second).
@@ -140,7 +143,11 @@ pub(super) fn motion_loop<B: Backend>(
                 .store(st.connected, Ordering::Relaxed);
         }
         turns = turns.wrapping_add(1);
-        let read = feed.pop(&mut buf);
+        let read = if backlogged {
+            FeedReadNone::none(expected)
+        } else {
+            feed.pop(&mut buf)
+        };
         if read.samples > 0 {
             if sh.t0.get().is_none() {
                 if let Some(t) = feed.t0() {
@@ -167,12 +174,16 @@ pub(super) fn motion_loop<B: Backend>(
             ended = true;
         }
         // Hand out every frame that is ready.
+        backlogged = false;
         loop {
             let mut frame = match slot.take() {
                 Some(f) => f,
                 None => match free.recv_timeout(POLL) {
                     Ok(f) => f,
-                    Err(RecvTimeoutError::Timeout) => break,
+                    Err(RecvTimeoutError::Timeout) => {
+                        backlogged = true;
+                        break;
+                    }
                     Err(RecvTimeoutError::Disconnected) => return Ok(()),
                 },
             };
@@ -194,11 +205,24 @@ pub(super) fn motion_loop<B: Backend>(
                 break;
             }
         }
-        if read.samples == 0 {
+        if read.samples == 0 && !backlogged {
             std::thread::sleep(POLL);
         }
     }
     Ok(())
+}
+
+/// A read that took nothing.
+struct FeedReadNone;
+
+impl FeedReadNone {
+    fn none(next: u64) -> super::feed::FeedRead {
+        super::feed::FeedRead {
+            samples: 0,
+            first_index: next,
+            end_of_stream: false,
+        }
+    }
 }
 
 /// Motion frames → rendered RGB slots. A frame whose deadline is nearer than the last render
