@@ -36,8 +36,10 @@ fi
 
 # --- 2. apt packages ----------------------------------------------------------
 # Native x86-64 build and run of the default features (GStreamer sinks, ALSA).
+# libclang-dev: bindgen (v4l2-sys-mit, the V4L2 output sink) parses the kernel's
+# videodev2.h with libclang at build time, for the host and for aarch64 alike.
 native_pkgs=(
-    build-essential pkg-config
+    build-essential pkg-config libclang-dev
     libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev libasound2-dev
     gstreamer1.0-tools gstreamer1.0-plugins-base gstreamer1.0-plugins-good
     gstreamer1.0-plugins-bad gstreamer1.0-plugins-ugly
@@ -45,7 +47,11 @@ native_pkgs=(
 # Cross toolchain and emulator. On bookworm `qemu-user` ships /usr/bin/qemu-aarch64
 # (dynamically linked); `qemu-user-static` ships qemu-aarch64-static. We call it
 # explicitly as the cargo runner, so binfmt registration is not needed.
-cross_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross qemu-user binutils-aarch64-linux-gnu)
+# linux-libc-dev-arm64-cross: the arm64 kernel headers (linux/videodev2.h) under
+# /usr/aarch64-linux-gnu/include, where BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu
+# in .cargo/config.toml points clang.
+cross_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user
+    binutils-aarch64-linux-gnu)
 # arm64 multiarch libraries the default features link. libgstreamer1.0-dev and
 # libasound2-dev are Multi-Arch: same and co-install with the amd64 ones.
 # libgstreamer-plugins-base1.0-dev is NOT Multi-Arch: same in bookworm, so its
@@ -135,6 +141,13 @@ ok=1
 for t in aarch64-linux-gnu-gcc aarch64-linux-gnu-objdump qemu-aarch64 pkg-config; do
     if command -v "$t" >/dev/null 2>&1; then log "found $t"; else log "MISSING $t"; ok=0; fi
 done
+# bindgen (v4l2-sys-mit) needs libclang and the arm64 V4L2 header.
+if compgen -G '/usr/lib/llvm-*/lib/libclang*.so*' >/dev/null; then log "found libclang"; else log "MISSING libclang (libclang-dev)"; ok=0; fi
+if [ -f /usr/aarch64-linux-gnu/include/linux/videodev2.h ]; then
+    log "found arm64 linux/videodev2.h"
+else
+    log "MISSING /usr/aarch64-linux-gnu/include/linux/videodev2.h (linux-libc-dev-arm64-cross)"; ok=0
+fi
 for m in gstreamer-1.0 gstreamer-app-1.0 gstreamer-base-1.0 alsa; do
     if v="$(PKG_CONFIG_LIBDIR="$ARM64_PC_LIBDIR" PKG_CONFIG_PATH= pkg-config --modversion "$m" 2>/dev/null)"; then
         log "aarch64 pkg-config $m $v"

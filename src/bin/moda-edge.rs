@@ -441,7 +441,7 @@ fn render_cmd(cmd: RenderCmd) -> Result<ExitCode> {
     use moda_edge::motion::Noise;
     use moda_edge::offline::{render, Models, RenderOptions};
     let threads = threads(cmd.threads)?;
-    let uri = moda_edge::sink::SinkUri::parse(&cmd.output)?;
+    let uri = moda_edge::sink::SinkUri::parse_offline(&cmd.output)?;
     #[cfg(feature = "gstreamer")]
     if matches!(uri, moda_edge::sink::SinkUri::File(_)) {
         moda_edge::sink::init_gstreamer()?;

@@ -213,6 +213,12 @@ fn stall_control() -> Result<Option<Arc<AtomicBool>>> {
     Ok(Some(stall))
 }
 
+/// The mp4 file and the screen are GStreamer pipelines.
+#[cfg(feature = "gstreamer")]
+fn uses_gstreamer(uri: &SinkUri) -> bool {
+    matches!(uri, SinkUri::File(_) | SinkUri::Display { .. })
+}
+
 fn live_settings(
     settings: &Settings,
     pacing: Pacing,
@@ -228,6 +234,7 @@ fn live_settings(
         pacing,
         dump,
         stall,
+        stamp: settings.video.stamp,
     }
 }
 
@@ -283,7 +290,7 @@ impl Service {
         let size = avatar.config.renderer_size as u32;
         let sink_audio = matches!(sink_uri, SinkUri::File(_));
         #[cfg(feature = "gstreamer")]
-        if sink_audio {
+        if uses_gstreamer(&sink_uri) {
             moda_edge::sink::init_gstreamer()?;
         }
         let sink =
@@ -367,7 +374,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
     }
     let sink_uri = SinkUri::parse(&settings.video.sink)?;
     #[cfg(feature = "gstreamer")]
-    if matches!(sink_uri, SinkUri::File(_)) {
+    if uses_gstreamer(&sink_uri) {
         moda_edge::sink::init_gstreamer()?;
     }
     if !matches!(sink_uri, SinkUri::File(_) | SinkUri::Y4m(_)) {

@@ -8,9 +8,14 @@
 //! | `y4m://out.y4m`, `out.y4m` | [`y4m`]: pure-Rust YUV4MPEG2, 4:4:4, BT.601 limited range |
 //! | `file://out.mp4`, `out.mp4` | `mp4` (feature `gstreamer`): H.264 + AAC of the speech in MP4 |
 //! | `null://` | [`null`]: counts frames, writes nothing (the test sink) |
+//! | `v4l2:///dev/videoN` | `v4l2` (feature `v4l2`): a V4L2 video output device (v4l2loopback, an HDMI output), YUYV, RGB3 or NV12 |
+//! | `display://`, `display://?sink=NAME` | `display` (feature `gstreamer`): a screen through GStreamer's platform sink |
 //!
-//! `v4l2://` and `display://` are reserved for the live service and are refused here with a
-//! clear message.
+//! The last two are live outputs ([`SinkUri::is_live`]) for the service `moda-edged`: they show a
+//! frame when it is written and never block (a frame the output has no room for is
+//! [`WriteOutcome::Dropped`]). Offline `render` refuses them ([`SinkUri::parse_offline`]).
+//! [`pixel`] converts RGB frames into the layouts devices take; [`stamp`] draws and reads the
+//! debug stamp of the field tests.
 //!
 //! A [`Frame`] is row-major HWC RGB, `width * height * 3` bytes, with its index and its
 //! presentation timestamp ([`Pts`], nanoseconds on the stream's clock); writing it returns a
@@ -26,10 +31,18 @@
 //! temporary file, so a previous output at the target stays intact and nothing is left behind.
 
 #[cfg(feature = "gstreamer")]
+mod display;
+#[cfg(feature = "gstreamer")]
 mod mp4;
 #[cfg(feature = "gstreamer")]
 mod mp4_elements;
 pub mod null;
+pub mod pixel;
+pub mod stamp;
+#[cfg(feature = "v4l2")]
+mod v4l2;
+#[cfg(feature = "v4l2")]
+mod v4l2_io;
 pub mod y4m;
 
 use std::fmt;
@@ -38,8 +51,11 @@ use std::path::{Path, PathBuf};
 use crate::clock::Pts;
 
 /// The URI forms accepted by [`SinkUri::parse`], for error messages and `--help` texts.
-pub const ACCEPTED_FORMS: &str = "y4m://PATH.y4m, file://PATH.mp4, PATH.mp4, PATH.y4m or null:// \
-     (v4l2:// and display:// are not available in offline render yet)";
+pub const ACCEPTED_FORMS: &str = "y4m://PATH.y4m, file://PATH.mp4, PATH.mp4, PATH.y4m, null://, \
+     v4l2:///dev/videoN, display:// or display://?sink=ELEMENT";
+
+/// The forms offline `render` writes ([`SinkUri::parse_offline`]).
+pub const OFFLINE_FORMS: &str = "y4m://PATH.y4m, file://PATH.mp4, PATH.mp4, PATH.y4m or null://";
 
 /// Where frames go, parsed once from a user's string.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,19 +67,26 @@ pub enum SinkUri {
     File(PathBuf),
     /// Discards frames, counting them (`null://`).
     Null,
+    /// A V4L2 video output device (`v4l2:///dev/videoN`: the absolute path of its node).
+    V4l2(PathBuf),
+    /// A screen, through GStreamer (`display://`); `sink` names the GStreamer sink element to
+    /// use instead of the platform's (`display://?sink=NAME`).
+    Display { sink: Option<String> },
 }
 
 impl SinkUri {
     /// Parses a sink URI: `y4m://PATH`, `file://PATH.mp4` (also `file://PATH.y4m`), a bare path
-    /// ending in `.mp4` or `.y4m` (case-insensitive), or `null://`. `file:///abs/x.mp4` is the
-    /// absolute path `/abs/x.mp4`; `file://x.mp4` is relative to the working directory.
+    /// ending in `.mp4` or `.y4m` (case-insensitive), `null://`, and the live outputs
+    /// `v4l2:///dev/videoN` (an absolute path) and `display://` or `display://?sink=NAME` (NAME:
+    /// letters, digits, `_` and `-`). `file:///abs/x.mp4` is the absolute path `/abs/x.mp4`;
+    /// `file://x.mp4` is relative to the working directory.
     ///
     /// # Errors
-    /// [`SinkError::NotAvailable`] for `v4l2://` and `display://`, [`SinkError::BadUri`] for
-    /// anything else that is not one of [`ACCEPTED_FORMS`].
+    /// [`SinkError::BadUri`] for anything that is not one of [`ACCEPTED_FORMS`].
     pub fn parse(uri: &str) -> Result<Self, SinkError> {
         let bad = || SinkError::BadUri {
             uri: uri.to_owned(),
+            forms: ACCEPTED_FORMS,
         };
         if let Some((scheme, rest)) = uri.split_once("://") {
             return match scheme.to_ascii_lowercase().as_str() {
@@ -74,9 +97,16 @@ impl SinkUri {
                     Some(Ext::Y4m) => Ok(Self::Y4m(PathBuf::from(rest))),
                     None => Err(bad()),
                 },
-                "v4l2" | "display" => Err(SinkError::NotAvailable {
-                    uri: uri.to_owned(),
-                }),
+                "v4l2" if rest.starts_with('/') && !rest.contains(['?', '\0']) => {
+                    Ok(Self::V4l2(PathBuf::from(rest)))
+                }
+                "display" => match rest.strip_prefix("?sink=") {
+                    None if rest.is_empty() => Ok(Self::Display { sink: None }),
+                    Some(name) if is_element_name(name) => Ok(Self::Display {
+                        sink: Some(name.to_owned()),
+                    }),
+                    _ => Err(bad()),
+                },
                 _ => Err(bad()),
             };
         }
@@ -87,13 +117,52 @@ impl SinkUri {
         }
     }
 
-    /// The output file, if this sink writes one.
+    /// Parses a sink URI for offline `render`, which writes files: as [`SinkUri::parse`], but a
+    /// live output is refused.
+    ///
+    /// # Errors
+    /// [`SinkError::NotAvailable`] for `v4l2://` and `display://` URIs, [`SinkError::BadUri`]
+    /// listing [`OFFLINE_FORMS`] for anything that is not a sink URI.
+    pub fn parse_offline(uri: &str) -> Result<Self, SinkError> {
+        let parsed = Self::parse(uri).map_err(|e| match e {
+            SinkError::BadUri { uri, .. } => SinkError::BadUri {
+                uri,
+                forms: OFFLINE_FORMS,
+            },
+            other => other,
+        })?;
+        if parsed.is_live() {
+            return Err(SinkError::NotAvailable {
+                uri: uri.to_owned(),
+            });
+        }
+        Ok(parsed)
+    }
+
+    /// Whether this is a live output of the service (`v4l2://`, `display://`): frames are shown
+    /// when written and may be dropped, nothing is stored.
+    pub fn is_live(&self) -> bool {
+        match self {
+            Self::V4l2(_) | Self::Display { .. } => true,
+            Self::Y4m(_) | Self::File(_) | Self::Null => false,
+        }
+    }
+
+    /// The output file, if this sink writes one (a device node is not one).
     pub fn path(&self) -> Option<&Path> {
         match self {
             Self::Y4m(p) | Self::File(p) => Some(p),
-            Self::Null => None,
+            Self::Null | Self::V4l2(_) | Self::Display { .. } => None,
         }
     }
+}
+
+/// A GStreamer element factory name as `display://?sink=` takes it.
+fn is_element_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
 impl std::str::FromStr for SinkUri {
@@ -109,6 +178,9 @@ impl fmt::Display for SinkUri {
             Self::Y4m(p) => write!(f, "y4m://{}", p.display()),
             Self::File(p) => write!(f, "file://{}", p.display()),
             Self::Null => f.write_str("null://"),
+            Self::V4l2(p) => write!(f, "v4l2://{}", p.display()),
+            Self::Display { sink: None } => f.write_str("display://"),
+            Self::Display { sink: Some(name) } => write!(f, "display://?sink={name}"),
         }
     }
 }
@@ -289,14 +361,14 @@ pub enum SinkErrorKind {
 /// Errors of the sinks. Each message is one sentence that names the URI, file or element.
 #[derive(Debug, thiserror::Error)]
 pub enum SinkError {
-    #[error("`{uri}` is not a sink URI; use {ACCEPTED_FORMS}")]
-    BadUri { uri: String },
-    #[error("sink `{uri}` is not available in offline render yet; use {ACCEPTED_FORMS}")]
+    #[error("`{uri}` is not a sink URI; use {forms}")]
+    BadUri { uri: String, forms: &'static str },
+    #[error("sink `{uri}` is a live output of the service moda-edged; offline render writes {OFFLINE_FORMS}")]
     NotAvailable { uri: String },
     #[error(
-        "sink `{uri}` needs moda-edge built with feature `gstreamer`; use a y4m:// sink instead"
+        "sink `{uri}` needs moda-edge built with feature `{feature}`; use a y4m:// sink instead"
     )]
-    FeatureDisabled { uri: String },
+    FeatureDisabled { uri: String, feature: &'static str },
     #[error("invalid sink settings: {detail}")]
     Settings { detail: String },
     #[error("cannot create the output file {}", path.display())]
@@ -333,15 +405,51 @@ pub enum SinkError {
     Pipeline { path: PathBuf, detail: String },
     #[error("the GStreamer pipeline writing {} did not finish within {seconds} s after the last frame", path.display())]
     Timeout { path: PathBuf, seconds: u64 },
+    #[error("sink `{uri}` names the GStreamer element `{name}`, which is not installed (see gst-inspect-1.0 {name}); install its plugin or leave ?sink= out for the platform's display sink")]
+    UnknownElement { uri: String, name: String },
+    #[error("the GStreamer pipeline showing {uri} failed: {detail}")]
+    Live { uri: String, detail: String },
+    #[error("the V4L2 device {} does not exist; load v4l2loopback or name an existing /dev/videoN", path.display())]
+    DeviceMissing { path: PathBuf },
+    #[error("cannot open the V4L2 device {}", path.display())]
+    DeviceOpen {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{} is not a V4L2 video output device: {detail}", path.display())]
+    NotVideoOutput { path: PathBuf, detail: String },
+    #[error("the V4L2 device {} cannot take {width}x{height} frames as YUYV, RGB3 or NV12: {detail}", path.display())]
+    DeviceFormat {
+        path: PathBuf,
+        width: u32,
+        height: u32,
+        detail: String,
+    },
+    #[error("the V4L2 device {} failed in {op}", path.display())]
+    DeviceIo {
+        path: PathBuf,
+        op: &'static str,
+        source: std::io::Error,
+    },
+    #[error("the V4L2 device {} disappeared", path.display())]
+    DeviceLost { path: PathBuf },
 }
 
 impl SinkError {
     /// Whether to give up or to build a new sink.
+    ///
+    /// A V4L2 device that is missing at open is [`SinkErrorKind::RebuildStream`] too: after a
+    /// [`SinkError::DeviceLost`] the node is gone until the device returns, and a supervisor
+    /// retrying the open must not stop on it (at start-up it may treat it as fatal).
     pub fn kind(&self) -> SinkErrorKind {
         match self {
-            Self::Write { .. } | Self::Pipeline { .. } | Self::Timeout { .. } => {
-                SinkErrorKind::RebuildStream
-            }
+            Self::Write { .. }
+            | Self::Pipeline { .. }
+            | Self::Timeout { .. }
+            | Self::Live { .. }
+            | Self::DeviceMissing { .. }
+            | Self::DeviceIo { .. }
+            | Self::DeviceLost { .. } => SinkErrorKind::RebuildStream,
             Self::BadUri { .. }
             | Self::NotAvailable { .. }
             | Self::FeatureDisabled { .. }
@@ -350,13 +458,17 @@ impl SinkError {
             | Self::FrameSize { .. }
             | Self::GstInit { .. }
             | Self::GstNotInitialised { .. }
-            | Self::MissingElement { .. } => SinkErrorKind::Fatal,
+            | Self::MissingElement { .. }
+            | Self::UnknownElement { .. }
+            | Self::DeviceOpen { .. }
+            | Self::NotVideoOutput { .. }
+            | Self::DeviceFormat { .. } => SinkErrorKind::Fatal,
         }
     }
 }
 
 /// Initialises GStreamer; call once from `main` (no hidden global start-up in the library)
-/// before opening an mp4 sink.
+/// before opening an mp4 or display sink.
 /// Calling it again is harmless.
 ///
 /// # Errors
@@ -373,22 +485,37 @@ pub fn init_gstreamer() -> Result<(), SinkError> {
 ///
 /// # Errors
 /// [`SinkError::Settings`] for impossible sizes or rates, [`SinkError::Create`] when the output
-/// file cannot be created, and for mp4: [`SinkError::GstNotInitialised`],
-/// [`SinkError::MissingElement`] or [`SinkError::Pipeline`]; [`SinkError::FeatureDisabled`]
-/// for mp4 in a build without feature `gstreamer`.
+/// file cannot be created; for mp4 and display: [`SinkError::GstNotInitialised`],
+/// [`SinkError::MissingElement`], [`SinkError::UnknownElement`], [`SinkError::Pipeline`] or
+/// [`SinkError::Live`]; for v4l2: [`SinkError::DeviceMissing`], [`SinkError::DeviceOpen`],
+/// [`SinkError::NotVideoOutput`], [`SinkError::DeviceFormat`] or [`SinkError::DeviceIo`];
+/// [`SinkError::FeatureDisabled`] for a sink whose feature is not built.
 pub fn open(uri: &SinkUri, settings: &SinkSettings) -> Result<Box<dyn FrameSink>, SinkError> {
     settings.validate()?;
+    #[cfg(not(all(feature = "gstreamer", feature = "v4l2")))]
+    let disabled = |feature| SinkError::FeatureDisabled {
+        uri: uri.to_string(),
+        feature,
+    };
     let sink: Box<dyn FrameSink> = match uri {
         SinkUri::Y4m(path) => Box::new(y4m::Y4mSink::create(path, settings)?),
         #[cfg(feature = "gstreamer")]
         SinkUri::File(path) => Box::new(mp4::Mp4Sink::create(path, settings)?),
         #[cfg(not(feature = "gstreamer"))]
-        SinkUri::File(_) => {
-            return Err(SinkError::FeatureDisabled {
-                uri: uri.to_string(),
-            })
-        }
+        SinkUri::File(_) => return Err(disabled("gstreamer")),
         SinkUri::Null => Box::new(null::NullSink::new(settings)),
+        #[cfg(feature = "v4l2")]
+        SinkUri::V4l2(path) => Box::new(v4l2::V4l2Sink::open(path, settings)?),
+        #[cfg(not(feature = "v4l2"))]
+        SinkUri::V4l2(_) => return Err(disabled("v4l2")),
+        #[cfg(feature = "gstreamer")]
+        SinkUri::Display { sink } => Box::new(display::DisplaySink::open(
+            &uri.to_string(),
+            sink.as_deref(),
+            settings,
+        )?),
+        #[cfg(not(feature = "gstreamer"))]
+        SinkUri::Display { .. } => return Err(disabled("gstreamer")),
     };
     let audio = match settings.audio_rate {
         Some(rate) => format!("mono at {rate} Hz"),

@@ -35,8 +35,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::mp4_elements::{
-    audio_branch, first_installed, make, video_branch, AAC_ENCODERS, AAC_PACKAGES, AAC_RATE,
-    H264_ENCODERS, H264_PACKAGES,
+    audio_branch, describe, first_installed, make, video_branch, AAC_ENCODERS, AAC_PACKAGES,
+    AAC_RATE, H264_ENCODERS, H264_PACKAGES,
 };
 use super::{check_frame, Frame, FrameSink, SinkError, SinkSettings, SinkSummary, WriteOutcome};
 use crate::clock::{FrameClock, Pts};
@@ -248,21 +248,6 @@ impl Mp4Sink {
             }
         }
         Ok(())
-    }
-}
-
-/// One line for an error message from the bus: the element, the error and its debug text.
-fn describe(msg: &gst::Message) -> String {
-    match msg.view() {
-        gst::MessageView::Error(e) => {
-            let src = msg
-                .src()
-                .map(|s| s.path_string().to_string())
-                .unwrap_or_default();
-            let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
-            format!("{src} reported: {}{debug}", e.error())
-        }
-        _ => format!("unexpected bus message {:?}", msg.type_()),
     }
 }
 

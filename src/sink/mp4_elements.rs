@@ -1,5 +1,6 @@
 //! Building the mp4 sink's GStreamer pipeline: which encoders to use, their settings and
-//! Debian packages, and the video and audio branches up to `mp4mux`.
+//! Debian packages, and the video and audio branches up to `mp4mux`; the element helpers the
+//! display sink shares.
 
 use std::path::Path;
 
@@ -47,6 +48,21 @@ pub(super) fn first_installed(
             tried: names.to_vec(),
             package,
         })
+}
+
+/// One line for an error message from the bus: the element, the error and its debug text.
+pub(super) fn describe(msg: &gst::Message) -> String {
+    match msg.view() {
+        gst::MessageView::Error(e) => {
+            let src = msg
+                .src()
+                .map(|s| s.path_string().to_string())
+                .unwrap_or_default();
+            let debug = e.debug().map(|d| format!(" ({d})")).unwrap_or_default();
+            format!("{src} reported: {}{debug}", e.error())
+        }
+        _ => format!("unexpected bus message {:?}", msg.type_()),
+    }
 }
 
 /// A required element that has no alternative.

@@ -70,16 +70,85 @@ fn rejected_forms_list_the_accepted_ones() {
 }
 
 #[test]
-fn live_sinks_are_reserved() {
-    for s in ["v4l2:///dev/video10", "display://0"] {
-        let err = SinkUri::parse(s).expect_err(s);
-        assert!(matches!(err, SinkError::NotAvailable { .. }), "{s}: {err}");
-        assert!(
-            err.to_string()
-                .contains("not available in offline render yet"),
-            "{err}"
-        );
+fn live_forms() {
+    assert_eq!(
+        parse("v4l2:///dev/video10"),
+        SinkUri::V4l2("/dev/video10".into())
+    );
+    assert_eq!(
+        parse("V4L2:///dev/video0"),
+        SinkUri::V4l2("/dev/video0".into())
+    );
+    assert_eq!(parse("display://"), SinkUri::Display { sink: None });
+    assert_eq!(
+        parse("display://?sink=fakesink"),
+        SinkUri::Display {
+            sink: Some("fakesink".into())
+        }
+    );
+    for s in [
+        "v4l2:///dev/video10",
+        "display://",
+        "display://?sink=nv3dsink",
+        "display://?sink=gtk-sink_2",
+    ] {
+        assert_eq!(parse(s).to_string(), s);
+        assert!(parse(s).is_live(), "{s}");
+        assert_eq!(parse(s).path(), None, "{s} writes no file");
     }
+    for s in ["y4m://a.y4m", "file://a.mp4", "a.mp4", "null://"] {
+        assert!(!parse(s).is_live(), "{s}");
+    }
+}
+
+#[test]
+fn malformed_live_forms_are_bad_uris() {
+    for s in [
+        "v4l2://",
+        "v4l2://video0",
+        "v4l2://dev/video0",
+        "v4l2:///dev/video0?fmt=yuyv",
+        "v4l2:///dev/vid\0eo0",
+        "display://0",
+        "display://?sink=",
+        "display://?sink=a b",
+        "display://?sink=x!y",
+        "display://?foo=bar",
+        "display://?sink=fakesink&x=1",
+    ] {
+        let err = SinkUri::parse(s).expect_err(s);
+        assert!(matches!(err, SinkError::BadUri { .. }), "{s}: {err}");
+        assert!(err.to_string().contains("v4l2:///dev/videoN"), "{err}");
+    }
+}
+
+#[test]
+fn offline_render_refuses_live_outputs_in_one_sentence() {
+    for s in [
+        "v4l2:///dev/video10",
+        "display://",
+        "display://?sink=fakesink",
+    ] {
+        let err = SinkUri::parse_offline(s).expect_err(s);
+        assert!(matches!(err, SinkError::NotAvailable { .. }), "{s}: {err}");
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "sink `{s}` is a live output of the service moda-edged; offline render writes \
+                 y4m://PATH.y4m, file://PATH.mp4, PATH.mp4, PATH.y4m or null://"
+            )
+        );
+        assert_eq!(err.kind(), SinkErrorKind::Fatal);
+    }
+    assert_eq!(
+        SinkUri::parse_offline("out.y4m").expect("offline"),
+        parse("out.y4m")
+    );
+    let err = SinkUri::parse_offline("out.avi").expect_err("not a sink");
+    assert_eq!(
+        err.to_string(),
+        format!("`out.avi` is not a sink URI; use {OFFLINE_FORMS}")
+    );
 }
 
 #[test]

@@ -20,6 +20,12 @@ pub trait AudioFeed: Send {
     fn status(&self) -> FeedStatus {
         FeedStatus::default()
     }
+    /// Whether samples arrive at the rate of a clock (a device) rather than as fast as they are
+    /// read (memory): consumers of a live feed that fall behind lose audio, others are waited
+    /// for.
+    fn is_live(&self) -> bool {
+        true
+    }
 }
 
 /// One [`AudioFeed::pop`].
@@ -100,6 +106,10 @@ impl AudioFeed for MemoryFeed {
 
     fn t0(&self) -> Option<Pts> {
         Some(Pts::ZERO)
+    }
+
+    fn is_live(&self) -> bool {
+        false
     }
 
     fn status(&self) -> FeedStatus {

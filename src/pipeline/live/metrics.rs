@@ -47,6 +47,8 @@ pub struct Metrics {
     pub audio_connected: AtomicBool,
     /// The output has finished (end of stream or error).
     pub finished: AtomicBool,
+    /// The render thread is held by the debug stall control.
+    pub render_stalled: AtomicBool,
 }
 
 /// A snapshot of the metrics.

@@ -46,9 +46,9 @@ use super::{
     MotionStage, WindowPolicy,
 };
 use crate::backend::{Backend, PlanCache, Prepared};
-use crate::clock::{Clock, Pts};
+use crate::clock::{Clock, FrameClock, Pts};
 use crate::face::avatar::Avatar;
-use crate::motion::{Noise, SmoothingSettings};
+use crate::motion::{Noise, SmoothingSettings, StreamWindow};
 use crate::sink::{FrameSink, SinkError};
 use threads::{AudioChunk, AudioIn, AudioLane, ChunkBuf, Shared, ToOutput, ToRender, CHUNK, POLL};
 
@@ -75,6 +75,9 @@ pub struct LiveSettings {
     /// Debug control: while set, the render thread blocks (and stops beating its heartbeat),
     /// as a stalled stage would; the field tests use it to see the watchdog act.
     pub stall: Option<Arc<AtomicBool>>,
+    /// Draw the debug stamp (frame index and first sample, [`crate::sink::stamp`]) into the
+    /// top-left corner of every rendered frame, for the field tests' sync checks.
+    pub stamp: bool,
 }
 
 /// Errors of the live pipeline.
@@ -131,10 +134,13 @@ pub struct LiveParts<B: Backend> {
 
 type Job = Box<dyn FnOnce() -> Result<(), LiveError> + Send>;
 
-/// A bounded channel of audio chunks with its pool of buffers: enough for the budget and a
-/// second more.
-fn audio_lane(budget: Duration) -> (AudioLane, AudioIn) {
-    let chunks = (budget.as_millis() as usize / 10) + 100;
+/// A bounded channel of audio chunks with its pool of buffers: enough for the budget, the
+/// motion window's chunk and lookahead (audio taken before its frames can be made) and a second
+/// more. A motion thread that waits for room (simulations) therefore always has frames
+/// downstream whose presentation drains the lane.
+fn audio_lane(budget: Duration, window: StreamWindow) -> (AudioLane, AudioIn) {
+    let ahead = FrameClock::MODA.first_sample((window.chunk + window.lookahead) as u64 + 1);
+    let chunks = budget.as_millis() as usize / 10 + ahead as usize / CHUNK + 1 + 100;
     let (to, rx) = sync_channel::<AudioChunk>(chunks);
     let (free_tx, free) = sync_channel::<ChunkBuf>(chunks);
     for _ in 0..chunks {
@@ -222,12 +228,12 @@ impl LivePipeline {
         }
         let mut lanes = Vec::new();
         let sink_lane = sink_audio.then(|| {
-            let (lane, audio) = audio_lane(settings.budget);
+            let (lane, audio) = audio_lane(settings.budget, settings.motion.window);
             lanes.push(lane);
             audio
         });
         let play_lane = playback.map(|out| {
-            let (lane, audio) = audio_lane(settings.budget);
+            let (lane, audio) = audio_lane(settings.budget, settings.motion.window);
             lanes.push(lane);
             (out, audio)
         });
@@ -280,7 +286,11 @@ impl LivePipeline {
             }),
         )?;
         let c = context();
-        let (stall, dump) = (settings.stall.clone(), settings.dump.clone());
+        let (stall, dump, stamp) = (
+            settings.stall.clone(),
+            settings.dump.clone(),
+            settings.stamp,
+        );
         spawn(
             "moda-render",
             Box::new(move || {
@@ -292,7 +302,10 @@ impl LivePipeline {
                     &motion_free_tx,
                     &to_output,
                     &rgb_free,
-                    stall.as_deref(),
+                    threads::RenderDebug {
+                        stall: stall.as_deref(),
+                        stamp: stamp.then_some(size as u32),
+                    },
                     dumped.as_mut(),
                 );
                 let _ = to_output.send(ToOutput::End);

@@ -84,6 +84,7 @@ fn settings(pacing: Pacing, stall: Option<Arc<AtomicBool>>) -> LiveSettings {
         pacing,
         dump: None,
         stall,
+        stamp: false,
     }
 }
 
@@ -196,6 +197,9 @@ fn a_stalled_render_stage_repeats_frames_counts_them_and_stops_its_heartbeat() {
     for k in 0..frames {
         if k == 10 {
             stall.store(true, Ordering::SeqCst);
+            // The frame being rendered when the stall is raised is finished first; only then
+            // does the clock move on.
+            wait_for("the stall", || m.render_stalled.load(Ordering::SeqCst));
         }
         if k == 22 {
             // Twelve deadlines later the render heartbeat is 12 frames old; the others are not.

@@ -88,12 +88,22 @@ impl Shared<'_> {
     }
 }
 
-/// Hands `samples` (the first with index `first`) to every audio consumer, in chunks.
-fn forward(lanes: &[AudioLane], samples: &[f32], first: u64, metrics: &Metrics) {
+/// Hands `samples` (the first with index `first`) to every audio consumer, in chunks. A full
+/// lane drops the chunk (counted), unless `wait`: then it waits for room (or the stop).
+fn forward(sh: &Shared<'_>, lanes: &[AudioLane], samples: &[f32], first: u64, wait: bool) {
+    let metrics = sh.metrics;
     for lane in lanes {
         let mut at = first;
         for piece in samples.chunks(CHUNK) {
-            match lane.free.try_recv() {
+            let mut free = lane.free.try_recv();
+            while wait && free.is_err() && !sh.stopped() {
+                sh.beat(0);
+                free = lane
+                    .free
+                    .recv_timeout(POLL)
+                    .map_err(|_| TryRecvError::Empty);
+            }
+            match free {
                 Ok(mut data) => {
                     data[..piece.len()].copy_from_slice(piece);
                     let chunk = AudioChunk {
@@ -132,6 +142,9 @@ pub(super) fn motion_loop<B: Backend>(
     // No free motion frame last turn: the renderer is behind; hand out frames before taking
     // more audio (a simulation's feed would otherwise run arbitrarily far ahead).
     let mut backlogged = false;
+    // A live device runs on its own clock: a consumer that is stuck loses audio. A simulation
+    // or a feed from memory waits for its consumers instead.
+    let wait = sh.pacing == Pacing::Virtual || !feed.is_live();
     while !sh.stopped() {
         sh.beat(0);
         // The source's state for the status, every 100 turns (at least once a second).
@@ -158,12 +171,12 @@ pub(super) fn motion_loop<B: Backend>(
             while expected < read.first_index {
                 let n = ((read.first_index - expected) as usize).min(CHUNK);
                 motion.push(&silence[..n])?;
-                forward(lanes, &silence[..n], expected, sh.metrics);
+                forward(sh, lanes, &silence[..n], expected, wait);
                 sh.metrics.gap_filled.fetch_add(n as u64, Ordering::Relaxed);
                 expected += n as u64;
             }
             motion.push(&buf[..read.samples])?;
-            forward(lanes, &buf[..read.samples], read.first_index, sh.metrics);
+            forward(sh, lanes, &buf[..read.samples], read.first_index, wait);
             expected = read.first_index + read.samples as u64;
             sh.metrics
                 .samples
@@ -225,6 +238,14 @@ impl FeedReadNone {
     }
 }
 
+/// The render thread's debug controls.
+pub(super) struct RenderDebug<'a> {
+    /// While set, the loop blocks without a heartbeat, as a stalled stage would.
+    pub stall: Option<&'a AtomicBool>,
+    /// Draw the frame/sample stamp into each frame, whose side is this many pixels.
+    pub stamp: Option<u32>,
+}
+
 /// Motion frames → rendered RGB slots. A frame whose deadline is nearer than the last render
 /// took is skipped. The `stall` debug control blocks the loop without a heartbeat.
 #[allow(clippy::too_many_arguments)]
@@ -235,9 +256,10 @@ pub(super) fn render_loop<S: Session>(
     motion_free: &SyncSender<Box<MotionFrame>>,
     to_output: &SyncSender<ToOutput>,
     rgb_free: &Receiver<Vec<u8>>,
-    stall: Option<&AtomicBool>,
+    debug: RenderDebug<'_>,
     mut dump: Option<&mut LiveDump>,
 ) -> Result<(), LiveError> {
+    let stall = debug.stall;
     let fclock = FrameClock::MODA;
     let mut render_time = Duration::ZERO;
     loop {
@@ -252,11 +274,13 @@ pub(super) fn render_loop<S: Session>(
         };
         let k = frame.index;
         while stall.is_some_and(|s| s.load(Ordering::Relaxed)) {
+            sh.metrics.render_stalled.store(true, Ordering::Relaxed);
             if sh.stopped() {
                 return Ok(());
             }
             std::thread::sleep(POLL);
         }
+        sh.metrics.render_stalled.store(false, Ordering::Relaxed);
         if sh.pacing == Pacing::RealTime {
             if let Some(&t0) = sh.t0.get() {
                 let deadline = Schedule::new(t0, sh.budget, fclock).deadline(k);
@@ -284,6 +308,9 @@ pub(super) fn render_loop<S: Session>(
             }
         };
         rgb.copy_from_slice(&stage.buffers.out);
+        if let Some(side) = debug.stamp {
+            crate::sink::stamp::write(&mut rgb, side, side, k as u32, fclock.first_sample(k));
+        }
         if to_output
             .send(ToOutput::Frame(Rendered { index: k, rgb }))
             .is_err()
