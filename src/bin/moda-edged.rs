@@ -28,9 +28,14 @@ use moda_edge::pipeline::MotionModels;
 use moda_edge::sink::{SinkSettings, SinkUri};
 
 /// tract's activations come from blocks recycled run to run, so a warm session's `run` takes
-/// nothing from the system heap (see `moda_edge::backend::recycle`).
+/// nothing from the system heap (see `moda_edge::backend::recycle`; feature `recycle`, on by
+/// default). Feature `mimalloc` replaces it, for README's allocator comparison.
+#[cfg(all(feature = "recycle", not(feature = "mimalloc")))]
 #[global_allocator]
 static ALLOC: moda_edge::backend::recycle::Recycler = moda_edge::backend::recycle::Recycler;
+#[cfg(feature = "mimalloc")]
+#[global_allocator]
+static ALLOC: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(
