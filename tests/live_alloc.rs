@@ -103,7 +103,7 @@ fn steady_state_frames_make_no_system_allocation() {
     // The pool is shared by the motion and render threads, whose tract runs overlap
     // differently from run to run: it grows, a block at a time, whenever the two have more
     // blocks of one size out at once than ever before, and that maximum is reached at a moment
-    // no one chooses (seen: the last such miss between frame 300 and 1100). Steady state is
+    // no one chooses (seen in five runs: the last such miss between frame 100 and 800). Steady state is
     // what follows: 300 frames in a row, measured in windows of 100, without one system
     // allocator call, required before frame LONGEST.
     let mut clean = 0;

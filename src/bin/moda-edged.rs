@@ -54,8 +54,8 @@ struct Cli {
     /// per-stage times and the smallest latency budget that holds, and exit (0: it holds).
     #[arg(long)]
     check: bool,
-    /// `real`: frames on the wall clock. `virtual`: run the same pipeline from a file://
-    /// source as fast as the machine allows, time taken from the audio, until the file ends.
+    /// `real`: frames on the wall clock. `virtual`: run the same pipeline from a file:// or
+    /// pipe:// source as fast as the machine allows, time taken from the audio, until it ends.
     #[arg(long, value_enum, default_value_t = ClockArg::Real)]
     clock: ClockArg,
     /// With --clock virtual: write the motion and face stages as .npy (the names of render --dump).
@@ -274,9 +274,14 @@ impl Service {
                 m.needs.describe()
             );
         }
-        let source = SourceUri::parse(&settings.audio.source)?;
-        if pacing == Pacing::Virtual && !matches!(source, SourceUri::File { .. }) {
-            bail!("--clock virtual needs audio.source = file://PATH.wav (got {source})");
+        let source = SourceUri::parse(&settings.audio.source).context("audio.source")?;
+        if pacing == Pacing::Virtual
+            && !matches!(source, SourceUri::File { .. } | SourceUri::Pipe(_))
+        {
+            bail!(
+                "--clock virtual needs audio.source = file://PATH.wav or pipe://?rate=R&format=F, \
+                 a source that ends (got {source})"
+            );
         }
         let capture = Capture::start(
             &CaptureSettings {
@@ -291,7 +296,7 @@ impl Service {
             },
             Arc::clone(clock),
         )?;
-        let sink_uri = SinkUri::parse(&settings.video.sink)?;
+        let sink_uri = SinkUri::parse(&settings.video.sink).context("video.sink")?;
         let size = avatar.config.renderer_size as u32;
         let sink_audio = matches!(sink_uri, SinkUri::File(_));
         #[cfg(feature = "gstreamer")]
@@ -302,7 +307,7 @@ impl Service {
             moda_edge::sink::open(&sink_uri, &SinkSettings::new(size, size).with_audio(16_000))?;
         let playback: Option<Box<dyn AudioOut>> = match settings.audio.playback() {
             Some(uri) if pacing == Pacing::RealTime => Some(Box::new(PlaybackOut::open(
-                PlaybackUri::parse(uri)?,
+                PlaybackUri::parse(uri).context("audio.out")?,
                 PlaybackSettings {
                     alsa: AlsaSettings {
                         period_frames: settings.audio.period_frames,
@@ -354,7 +359,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
         settings.audio.source, settings.video.sink
     );
     // The devices open (and close again).
-    let source = SourceUri::parse(&settings.audio.source)?;
+    let source = SourceUri::parse(&settings.audio.source).context("audio.source")?;
     let capture = Capture::start(&CaptureSettings::new(source), Arc::clone(clock))?;
     let status = live::AudioFeed::status(&capture);
     println!(
@@ -369,7 +374,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
     capture.stop();
     if let Some(uri) = settings.audio.playback() {
         let out = PlaybackOut::open(
-            PlaybackUri::parse(uri)?,
+            PlaybackUri::parse(uri).context("audio.out")?,
             PlaybackSettings::default(),
             Arc::clone(clock),
             settings.audio.retry,
@@ -377,7 +382,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
         drop(out);
         println!("audio out: {uri}");
     }
-    let sink_uri = SinkUri::parse(&settings.video.sink)?;
+    let sink_uri = SinkUri::parse(&settings.video.sink).context("video.sink")?;
     #[cfg(feature = "gstreamer")]
     if uses_gstreamer(&sink_uri) {
         moda_edge::sink::init_gstreamer()?;

@@ -1,0 +1,284 @@
+//! The `moda-edged` binary end to end, started as systemd starts it: a notification socket
+//! and a watchdog in its environment, signals to stop and reload; and as a simulation, a WAV
+//! file through the whole live pipeline into a y4m file. Tiny seeded networks and the
+//! synthetic demo avatar, every process under a timeout.
+
+mod common;
+
+use std::io::ErrorKind;
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// A command that starts the `moda-edged` binary built with the tests (through
+/// `$MODA_TEST_EXE_WRAPPER` when the tests are cross-built).
+fn daemon() -> Command {
+    let exe = env!("CARGO_BIN_EXE_moda-edged");
+    match std::env::var_os("MODA_TEST_EXE_WRAPPER") {
+        Some(wrapper) => {
+            let mut c = Command::new(wrapper);
+            c.arg(exe);
+            c
+        }
+        None => Command::new(exe),
+    }
+}
+
+/// Tiny networks, the demo avatar and a config using them with silent audio into `null://`.
+fn fixture(dir: &Path) -> PathBuf {
+    let models = dir.join("models");
+    common::write_tiny_models(&models);
+    let avatar = dir.join("avatar");
+    moda_edge::face::avatar::write_synthetic(&models.join("renderer.onnx"), 256, &avatar).unwrap();
+    let config = dir.join("moda-edge.toml");
+    std::fs::write(&config, config_text(&models, &avatar)).unwrap();
+    config
+}
+
+fn config_text(models: &Path, avatar: &Path) -> String {
+    format!(
+        "models = {models:?}\navatar = {avatar:?}\nlatency_ms = 600\n\
+         [audio]\nsource = \"silence://\"\n\
+         [video]\nsink = \"null://\"\n\
+         [service]\nstatus_interval_s = 0.5\n"
+    )
+}
+
+/// Messages on the notification socket until one starts with `prefix` (60 s at most), all of
+/// them in order.
+fn until(socket: &UnixDatagram, prefix: &str, child: &mut Child) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let mut seen = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        assert!(
+            Instant::now() < deadline,
+            "no {prefix} within 60 s; got {seen:?}"
+        );
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!("moda-edged exited ({status}) before {prefix}; got {seen:?}");
+        }
+        match socket.recv(&mut buf) {
+            Ok(n) => {
+                let m = String::from_utf8_lossy(&buf[..n]).into_owned();
+                let done = m.lines().any(|l| l.starts_with(prefix));
+                seen.push(m);
+                if done {
+                    return seen;
+                }
+            }
+            Err(e) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => {}
+            Err(e) => panic!("notification socket: {e}"),
+        }
+    }
+}
+
+#[test]
+fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture(dir.path());
+    let socket_path = dir.path().join("notify");
+    let socket = UnixDatagram::bind(&socket_path).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(200)))
+        .unwrap();
+    let log = dir.path().join("stderr.log");
+    let mut child = daemon()
+        .arg("--config")
+        .arg(&config)
+        .env("NOTIFY_SOCKET", &socket_path)
+        .env("WATCHDOG_USEC", "2000000")
+        .env_remove("WATCHDOG_PID")
+        .env_remove("MODA_EDGED_DEBUG_STALL")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let kill_on_panic = KillOnDrop(Some(child.id()));
+
+    until(&socket, "READY=1", &mut child);
+    let after_ready = until(&socket, "WATCHDOG=1", &mut child);
+    assert!(
+        !after_ready.iter().any(|m| m.contains("STOPPING")),
+        "{after_ready:?}"
+    );
+    let status = until(&socket, "STATUS=", &mut child);
+    let line = status.last().unwrap();
+    assert!(
+        line.contains("frames") && line.contains("fps") && line.contains("late"),
+        "{line}"
+    );
+
+    // A config that does not validate: the reload is refused and the service keeps running
+    // on the old one, still pinging the watchdog.
+    std::fs::write(&config, "latency_ms = \"soon\"\n").unwrap();
+    common::cli::signal(&child, libc::SIGHUP);
+    until(&socket, "RELOADING=1", &mut child);
+    until(&socket, "READY=1", &mut child);
+    until(&socket, "WATCHDOG=1", &mut child);
+    assert!(child.try_wait().unwrap().is_none(), "still running");
+
+    // SIGTERM: STOPPING=1 and a clean exit within 2 s.
+    let t = Instant::now();
+    common::cli::signal(&child, libc::SIGTERM);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(10),
+            "no exit within 10 s of SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    let took = t.elapsed();
+    drop(kill_on_panic);
+    let stderr = std::fs::read_to_string(&log).unwrap();
+    assert!(status.success(), "{status}; stderr: {stderr}");
+    assert!(took < Duration::from_secs(2), "stopped in {took:?}");
+    assert!(
+        stderr.contains("reload refused") && stderr.contains("latency_ms"),
+        "the refused reload names the key: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Kills the process if the test fails before it ends.
+struct KillOnDrop(Option<u32>);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            if let Some(pid) = self.0 {
+                // SAFETY: kill(2) on our own child's pid touches no memory.
+                unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+            }
+        }
+    }
+}
+
+/// Frames of a YUV4MPEG2 C444 file, each checked for its marker and its size.
+fn y4m_frames(path: &Path) -> (u64, u32, u32) {
+    let bytes = std::fs::read(path).unwrap();
+    let header_end = bytes.iter().position(|&b| b == b'\n').unwrap();
+    let header = std::str::from_utf8(&bytes[..header_end]).unwrap();
+    let field = |tag: char| -> u32 {
+        header
+            .split(' ')
+            .find_map(|f| f.strip_prefix(tag))
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let (w, h) = (field('W'), field('H'));
+    assert!(header.contains("C444"), "{header}");
+    let frame = 6 + 3 * (w as usize) * (h as usize);
+    let body = &bytes[header_end + 1..];
+    assert_eq!(body.len() % frame, 0, "whole frames only");
+    for k in 0..body.len() / frame {
+        assert!(body[k * frame..].starts_with(b"FRAME\n"), "frame {k}");
+    }
+    ((body.len() / frame) as u64, w, h)
+}
+
+#[test]
+fn a_file_simulated_through_the_live_pipeline_gives_every_frame() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture(dir.path());
+    let wav = dir.path().join("speech.wav");
+    let samples = 16_000 * 3 + 123;
+    common::write_speechlike_wav(&wav, samples, 16_000, 1);
+    let out = dir.path().join("out.y4m");
+    let mut c = daemon();
+    c.arg("--config")
+        .arg(&config)
+        .args(["--clock", "virtual", "--set"])
+        .arg(format!("audio.source=file://{}", wav.display()))
+        .arg("--set")
+        .arg(format!("video.sink=y4m://{}", out.display()))
+        .env_remove("NOTIFY_SOCKET");
+    let f = common::run_with_timeout(c, 300);
+    assert_eq!(f.code, Some(0), "stderr: {}", f.stderr);
+    let (frames, w, h) = y4m_frames(&out);
+    assert_eq!((w, h), (256, 256));
+    assert_eq!(
+        frames,
+        moda_edge::motion::frame_count(samples) as u64,
+        "one frame per 1/30 s of the file; stderr: {}",
+        f.stderr
+    );
+}
+
+#[test]
+fn a_config_that_does_not_validate_is_one_line_and_exit_code_1() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture(dir.path());
+    let mut c = daemon();
+    c.arg("--config")
+        .arg(&config)
+        .args(["--check", "--set", "video.sink=v4l2://nowhere"]);
+    let f = common::run_with_timeout(c, 120);
+    common::assert_one_line_error(&f, &["video.sink", "v4l2://nowhere"]);
+}
+
+#[test]
+fn a_pipe_simulated_through_the_live_pipeline_gives_every_frame() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture(dir.path());
+    let samples = 16_000 * 2 + 777;
+    let pcm: Vec<u8> = (0..samples)
+        .flat_map(|i| {
+            let t = i as f64 / 16_000.0;
+            let v = 9000.0 * (std::f64::consts::TAU * 140.0 * t).sin();
+            (v as i16).to_le_bytes()
+        })
+        .collect();
+    let out = dir.path().join("out.y4m");
+    let mut child = daemon()
+        .arg("--config")
+        .arg(&config)
+        .args([
+            "--clock",
+            "virtual",
+            "--set",
+            "audio.source=pipe://?rate=16000&format=s16le",
+            "--set",
+        ])
+        .arg(format!("video.sink=y4m://{}", out.display()))
+        .env_remove("NOTIFY_SOCKET")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(dir.path().join("stderr.log")).unwrap())
+        .spawn()
+        .unwrap();
+    let kill_on_panic = KillOnDrop(Some(child.id()));
+    let mut stdin = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || {
+        // The service may refuse before reading: a broken pipe is its exit status's business.
+        let _ = stdin.write_all(&pcm);
+    });
+    let t = Instant::now();
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(300),
+            "no end within 300 s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    writer.join().unwrap();
+    drop(kill_on_panic);
+    let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
+    assert!(status.success(), "{status}; stderr: {stderr}");
+    let (frames, _, _) = y4m_frames(&out);
+    assert_eq!(
+        frames,
+        moda_edge::motion::frame_count(samples) as u64,
+        "stderr: {stderr}"
+    );
+}
