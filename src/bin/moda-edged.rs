@@ -146,6 +146,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     );
     let mut settings = settings;
     let mut reporter = Reporter::new(&settings, started);
+    let mut last_ping: Option<Instant> = None;
     loop {
         match signals.next(Duration::from_millis(100)) {
             Some(Request::Stop) => {
@@ -178,9 +179,14 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             None => {}
         }
         let m = service.pipeline.metrics();
-        if let Some(interval) = notifier.watchdog_interval() {
-            if m.alive(clock.now(), interval / 2) {
+        if let (Some(interval), Some(every)) =
+            (notifier.watchdog_interval(), notifier.ping_interval())
+        {
+            // At the rate systemd asked for, and only while every stage beats.
+            if last_ping.is_none_or(|t| t.elapsed() >= every) && m.alive(clock.now(), interval / 2)
+            {
                 let _ = notifier.watchdog();
+                last_ping = Some(Instant::now());
             }
         }
         reporter.tick(&service, &notifier);
