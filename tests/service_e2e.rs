@@ -84,9 +84,12 @@ fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_pr
         .set_read_timeout(Some(Duration::from_millis(200)))
         .unwrap();
     let log = dir.path().join("stderr.log");
+    let status_file = dir.path().join("status.json");
     let mut child = daemon()
         .arg("--config")
         .arg(&config)
+        .arg("--status-file")
+        .arg(&status_file)
         .env("NOTIFY_SOCKET", &socket_path)
         .env("WATCHDOG_USEC", "1000000")
         .env_remove("WATCHDOG_PID")
@@ -120,6 +123,27 @@ fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_pr
         line.contains("frames") && line.contains("fps") && line.contains("late"),
         "{line}"
     );
+    // The status file is written before STATUS= is sent, atomically: a JSON object with the fields
+    // a kiosk's monitoring reads.
+    let json: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&status_file).unwrap()).unwrap();
+    for key in [
+        "state",
+        "frames",
+        "fps",
+        "late_frames",
+        "xruns",
+        "audio_device",
+    ] {
+        assert!(json.get(key).is_some(), "{key} missing: {json}");
+    }
+    for key in ["p50", "p99", "max"] {
+        assert!(
+            json["latency_ms"][key].is_number(),
+            "latency_ms.{key}: {json}"
+        );
+    }
+    assert_eq!(json["audio_device"], "silence://", "{json}");
 
     // A config that does not validate: the reload is refused and the service keeps running
     // on the old one, still pinging the watchdog.

@@ -495,15 +495,16 @@ impl Reporter {
         if self.interval.is_some() {
             log::info!("{r}");
         }
-        let _ = notifier.status_fmt(format_args!(
-            "{} frames, {:.1} fps, latency p99 {:.0} ms, {} late",
-            r.frames, r.fps, r.latency_ms.p99, r.late_frames
-        ));
+        // The file first: whoever reacts to STATUS= finds it current.
         if let Some(path) = &self.file {
             if let Err(e) = r.write(path) {
                 log::warn!("cannot write the status file {}: {e}", path.display());
             }
         }
+        let _ = notifier.status_fmt(format_args!(
+            "{} frames, {:.1} fps, latency p99 {:.0} ms, {} late",
+            r.frames, r.fps, r.latency_ms.p99, r.late_frames
+        ));
     }
 
     fn log_final(&self, snap: &live::Snapshot) {
