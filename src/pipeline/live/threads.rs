@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TryRecvError};
 use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use super::dump::LiveDump;
 use super::feed::{AudioFeed, AudioOut};
@@ -246,8 +246,10 @@ pub(super) struct RenderDebug<'a> {
     pub stamp: Option<u32>,
 }
 
-/// Motion frames → rendered RGB slots. A frame whose deadline is nearer than the last render
-/// took is skipped. The `stall` debug control blocks the loop without a heartbeat.
+/// Motion frames → rendered RGB slots. The loop takes a free slot before it decides on a frame,
+/// so that it never renders a picture it cannot hand over, and the decision is made at the time
+/// it could actually start: a frame whose deadline is nearer than the last render took is
+/// skipped. The `stall` debug control blocks the loop without a heartbeat.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn render_loop<S: Session>(
     sh: &Shared<'_>,
@@ -259,9 +261,11 @@ pub(super) fn render_loop<S: Session>(
     debug: RenderDebug<'_>,
     mut dump: Option<&mut LiveDump>,
 ) -> Result<(), LiveError> {
-    let stall = debug.stall;
+    let stalled = || debug.stall.is_some_and(|s| s.load(Ordering::Relaxed));
     let fclock = FrameClock::MODA;
     let mut render_time = Duration::ZERO;
+    // A free output slot, kept across skipped frames.
+    let mut slot: Option<Vec<u8>> = None;
     loop {
         sh.beat(1);
         if sh.stopped() {
@@ -273,7 +277,23 @@ pub(super) fn render_loop<S: Session>(
             Err(RecvTimeoutError::Timeout) => continue,
         };
         let k = frame.index;
-        while stall.is_some_and(|s| s.load(Ordering::Relaxed)) {
+        let mut rgb = match slot.take() {
+            Some(b) => b,
+            None => loop {
+                match rgb_free.recv_timeout(POLL) {
+                    Ok(b) => break b,
+                    Err(RecvTimeoutError::Timeout) if !sh.stopped() => {
+                        if stalled() {
+                            sh.metrics.render_stalled.store(true, Ordering::Relaxed);
+                        } else {
+                            sh.beat(1);
+                        }
+                    }
+                    Err(_) => return Ok(()),
+                }
+            },
+        };
+        while stalled() {
             sh.metrics.render_stalled.store(true, Ordering::Relaxed);
             if sh.stopped() {
                 return Ok(());
@@ -283,30 +303,27 @@ pub(super) fn render_loop<S: Session>(
         sh.metrics.render_stalled.store(false, Ordering::Relaxed);
         if sh.pacing == Pacing::RealTime {
             if let Some(&t0) = sh.t0.get() {
+                // The output shows frame k at its deadline: it must be ready before.
                 let deadline = Schedule::new(t0, sh.budget, fclock).deadline(k);
-                if sh.clock.now().after(render_time) > deadline {
+                if sh.clock.now().after(render_time) >= deadline {
                     sh.metrics.skipped.fetch_add(1, Ordering::Relaxed);
                     let _ = motion_free.send(frame);
+                    slot = Some(rgb);
                     continue;
                 }
             }
         }
-        let started = Instant::now();
+        // Timed on the pipeline's clock, like the deadlines it is compared with (a test's manual
+        // clock does not move while a frame renders, however slow the machine or emulator).
+        let started = sh.clock.now();
         if stage.process(&frame)? == FrameOutcome::KeptPrevious {
             sh.metrics.nonfinite.fetch_add(1, Ordering::Relaxed);
         }
-        render_time = started.elapsed();
+        render_time = sh.clock.now().since(started);
         if let Some(d) = dump.as_deref_mut() {
             d.record(&frame, &stage.buffers);
         }
         let _ = motion_free.send(frame);
-        let mut rgb = loop {
-            match rgb_free.recv_timeout(POLL) {
-                Ok(b) => break b,
-                Err(RecvTimeoutError::Timeout) if !sh.stopped() => sh.beat(1),
-                Err(_) => return Ok(()),
-            }
-        };
         rgb.copy_from_slice(&stage.buffers.out);
         if let Some(side) = debug.stamp {
             crate::sink::stamp::write(&mut rgb, side, side, k as u32, fclock.first_sample(k));
