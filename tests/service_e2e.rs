@@ -169,6 +169,15 @@ fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_pr
     };
     let took = t.elapsed();
     drop(kill_on_panic);
+    let mut buf = [0u8; 4096];
+    let mut after = Vec::new();
+    while let Ok(n) = socket.recv(&mut buf) {
+        after.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    assert!(
+        after.iter().any(|m| m.contains("STOPPING=1")),
+        "STOPPING=1 after SIGTERM: {after:?}"
+    );
     let stderr = std::fs::read_to_string(&log).unwrap();
     assert!(status.success(), "{status}; stderr: {stderr}");
     assert!(took < Duration::from_secs(2), "stopped in {took:?}");
