@@ -157,16 +157,7 @@ fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_pr
     // SIGTERM: STOPPING=1 and a clean exit within 2 s.
     let t = Instant::now();
     common::cli::signal(&child, libc::SIGTERM);
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(10),
-            "no exit within 10 s of SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(&mut child, 10);
     let took = t.elapsed();
     drop(kill_on_panic);
     let mut buf = [0u8; 4096];
@@ -186,6 +177,21 @@ fn under_systemd_it_is_ready_pings_reports_survives_a_broken_reload_and_stops_pr
         "the refused reload names the key: {stderr}"
     );
     assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+/// Waits for `child` to exit, failing the test after `secs` seconds.
+fn wait_exit(child: &mut Child, secs: u64) -> std::process::ExitStatus {
+    let t = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(secs),
+            "no exit within {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }
 
 /// Kills the process if the test fails before it ends.
@@ -303,17 +309,7 @@ fn a_pipe_simulated_through_the_live_pipeline_gives_every_frame() {
         // The service may refuse before reading: a broken pipe is its exit status's business.
         let _ = stdin.write_all(&pcm);
     });
-    let t = Instant::now();
-    let status = loop {
-        if let Some(s) = child.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            t.elapsed() < Duration::from_secs(300),
-            "no end within 300 s"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    };
+    let status = wait_exit(&mut child, 300);
     writer.join().unwrap();
     drop(kill_on_panic);
     let stderr = std::fs::read_to_string(dir.path().join("stderr.log")).unwrap();
