@@ -27,7 +27,7 @@ use gstreamer as gst;
 use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
-use super::mp4_elements::{describe, make, PLUGINS_BASE};
+use super::mp4_elements::{copy_rows, describe, make, rgb_caps, rgb_stride, PLUGINS_BASE};
 use super::{check_frame, Frame, FrameSink, SinkError, SinkSettings, SinkSummary, WriteOutcome};
 use crate::clock::{FrameClock, Pts};
 
@@ -168,15 +168,8 @@ impl DisplaySink {
         }
         let clock = FrameClock::new(settings.fps, 16_000)
             .ok_or_else(|| fail("a frame rate of 0".into()))?;
-        // Sizes and rates were validated to fit (16384 pixels, 1000 fps).
-        let caps = gst::Caps::builder("video/x-raw")
-            .field("format", "RGB")
-            .field("width", settings.width as i32)
-            .field("height", settings.height as i32)
-            .field("framerate", gst::Fraction::new(settings.fps as i32, 1))
-            .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-            .build();
-        let stride = (settings.width as usize * 3).div_ceil(4) * 4;
+        let caps = rgb_caps(settings);
+        let stride = rgb_stride(settings.width);
         let frame_size = stride * settings.height as usize;
         let max_queued = QUEUED_FRAMES * frame_size as u64;
         let src = gst_app::AppSrc::builder()
@@ -306,12 +299,7 @@ impl FrameSink for DisplaySink {
                     uri: self.uri.clone(),
                     detail: format!("cannot map a buffer: {e}"),
                 })?;
-                for (dst, src) in map
-                    .chunks_exact_mut(self.stride)
-                    .zip(frame.data.chunks_exact(row))
-                {
-                    dst[..row].copy_from_slice(src);
-                }
+                copy_rows(&mut map, self.stride, frame.data, row);
             }
             let k = frame.index;
             let duration = self.clock.frame_offset(k + 1) - self.clock.frame_offset(k);

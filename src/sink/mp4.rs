@@ -35,8 +35,8 @@ use gstreamer::prelude::*;
 use gstreamer_app as gst_app;
 
 use super::mp4_elements::{
-    audio_branch, describe, first_installed, make, video_branch, AAC_ENCODERS, AAC_PACKAGES,
-    AAC_RATE, H264_ENCODERS, H264_PACKAGES,
+    audio_branch, copy_rows, describe, first_installed, make, video_branch, AAC_ENCODERS,
+    AAC_PACKAGES, AAC_RATE, H264_ENCODERS, H264_PACKAGES,
 };
 use super::{check_frame, Frame, FrameSink, SinkError, SinkSettings, SinkSummary, WriteOutcome};
 use crate::clock::{FrameClock, Pts};
@@ -300,12 +300,7 @@ impl FrameSink for Mp4Sink {
                 let mut map = b
                     .map_writable()
                     .map_err(|e| self.pipeline_error(&format!("cannot map a buffer: {e}")))?;
-                for (dst, src) in map
-                    .chunks_exact_mut(self.stride)
-                    .zip(frame.data.chunks_exact(row))
-                {
-                    dst[..row].copy_from_slice(src);
-                }
+                copy_rows(&mut map, self.stride, frame.data, row);
             }
             let k = frame.index;
             let duration = self.clock.frame_offset(k + 1) - self.clock.frame_offset(k);

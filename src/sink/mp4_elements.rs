@@ -120,15 +120,7 @@ pub(super) fn video_branch(
     h264: &'static str,
     path: &Path,
 ) -> Result<(gst_app::AppSrc, usize), SinkError> {
-    // Sizes and rates were validated to fit (16384 pixels, 1000 fps).
-    let caps = gst::Caps::builder("video/x-raw")
-        .field("format", "RGB")
-        .field("width", settings.width as i32)
-        .field("height", settings.height as i32)
-        .field("framerate", gst::Fraction::new(settings.fps as i32, 1))
-        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
-        .build();
-    let src = app_src("video", &caps);
+    let src = app_src("video", &rgb_caps(settings));
     let i420 = gst::Caps::builder("video/x-raw")
         .field("format", "I420")
         .build();
@@ -149,7 +141,32 @@ pub(super) fn video_branch(
         path: path.to_owned(),
         detail,
     })?;
-    Ok((src, (settings.width as usize * 3).div_ceil(4) * 4))
+    Ok((src, rgb_stride(settings.width)))
+}
+
+/// Caps of the RGB frames the sinks push: `settings`' size and rate, square pixels.
+pub(super) fn rgb_caps(settings: &SinkSettings) -> gst::Caps {
+    // Sizes and rates were validated to fit (16384 pixels, 1000 fps).
+    gst::Caps::builder("video/x-raw")
+        .field("format", "RGB")
+        .field("width", settings.width as i32)
+        .field("height", settings.height as i32)
+        .field("framerate", gst::Fraction::new(settings.fps as i32, 1))
+        .field("pixel-aspect-ratio", gst::Fraction::new(1, 1))
+        .build()
+}
+
+/// Bytes per row of a GStreamer RGB buffer `width` pixels wide (rows are padded to 4 bytes).
+pub(super) fn rgb_stride(width: u32) -> usize {
+    (width as usize * 3).div_ceil(4) * 4
+}
+
+/// Copies tightly packed rows of `row` bytes from `src` into `dst`, whose rows are `stride`
+/// bytes apart.
+pub(super) fn copy_rows(dst: &mut [u8], stride: usize, src: &[u8], row: usize) {
+    for (d, s) in dst.chunks_exact_mut(stride).zip(src.chunks_exact(row)) {
+        d[..row].copy_from_slice(s);
+    }
 }
 
 /// appsrc (F32LE mono at `rate`) ! audioconvert ! audioresample ! [`AAC_RATE`] ! `aac` !
