@@ -5,11 +5,8 @@
 //! `docs/architecture.md`: `model` and `face` know nothing of devices, devices know nothing of
 //! networks, and only `backend` (and the graph writer in `model`) touches the inference runtime.
 
-#[cfg(any(feature = "cuda", feature = "tensorrt"))]
-compile_error!(
-    "features `cuda`/`tensorrt`/`jetson` select the GPU backends, which are not implemented yet; \
-     build without them to get the CPU (tract) backend"
-);
+#[cfg(all(feature = "tensorrt", feature = "tensorrt-fake"))]
+compile_error!("features `tensorrt` and `tensorrt-fake` exclude each other: pick one");
 
 pub mod audio;
 pub mod backend;
@@ -19,6 +16,7 @@ pub mod config;
 pub mod daemon;
 pub mod draw;
 pub mod face;
+pub mod gpu;
 pub mod model;
 pub mod motion;
 pub mod offline;
