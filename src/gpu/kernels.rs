@@ -257,6 +257,12 @@ impl DrawPlan {
         DrawPlan { segments }
     }
 
+    /// A plan of explicit segments (tests: another drawing order).
+    #[cfg(test)]
+    pub(crate) fn from_segments(segments: Vec<Segment>) -> DrawPlan {
+        DrawPlan { segments }
+    }
+
     pub fn segments(&self) -> &[Segment] {
         &self.segments
     }

@@ -10,3 +10,6 @@
 //!   loaded at run time so that a machine without libcuda gets an error, not a crash.
 
 pub mod kernels;
+
+#[cfg(test)]
+mod host;
