@@ -13,3 +13,6 @@ pub mod kernels;
 
 #[cfg(test)]
 mod host;
+
+#[cfg(feature = "cuda")]
+pub mod nvrtc;
