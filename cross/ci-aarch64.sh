@@ -10,7 +10,8 @@
 #
 # The selection defaults to `--lib --bins --tests` (unit tests and every
 # integration test; doc tests run in the native job). Extra cargo flags (e.g.
-# --no-default-features) go in MODA_CI_CARGO_FLAGS; MODA_CI_TEST_TIMEOUT (s,
+# --no-default-features) go in MODA_CI_CARGO_FLAGS, those of the shipped binaries (step 3;
+# e.g. --features jetson) in MODA_CI_BIN_FLAGS; MODA_CI_TEST_TIMEOUT (s,
 # default 1800) bounds the emulated test run. Keep CARGO_TARGET_DIR
 # cached between CI runs: the aarch64 release build of the dependencies is the
 # expensive part (see cross/README.md for the measured time).
@@ -22,6 +23,8 @@ target=aarch64-unknown-linux-gnu
 tdir="${CARGO_TARGET_DIR:-$repo/target}"
 # shellcheck disable=SC2206
 flags=(${MODA_CI_CARGO_FLAGS:-})
+# shellcheck disable=SC2206
+bin_flags=(${MODA_CI_BIN_FLAGS:-${MODA_CI_CARGO_FLAGS:-}})
 if [ "$#" -gt 0 ]; then selection=("$@"); else selection=(--lib --bins --tests); fi
 
 section() { printf '\n=== %s\n' "$*"; }
@@ -66,7 +69,8 @@ if [ "$binaries" -eq 0 ]; then
 fi
 
 section "aarch64: build shipped binaries (release) and check the glibc ceiling"
-cargo build --release --target "$target" --bins "${flags[@]}"
+echo "cargo build --release --target $target --bins ${bin_flags[*]}"
+cargo build --release --target "$target" --bins "${bin_flags[@]}"
 bins=()
 for f in src/bin/*.rs src/bin/*/main.rs; do
     [ -e "$f" ] || continue

@@ -50,7 +50,8 @@ native_pkgs=(
 # linux-libc-dev-arm64-cross: the arm64 kernel headers (linux/videodev2.h) under
 # /usr/aarch64-linux-gnu/include, where BINDGEN_EXTRA_CLANG_ARGS_aarch64_unknown_linux_gnu
 # in .cargo/config.toml points clang.
-cross_pkgs=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user
+# g++-aarch64-linux-gnu: the C++ of build.rs (the kernels' CPU harness, the TensorRT shim).
+cross_pkgs=(gcc-aarch64-linux-gnu g++-aarch64-linux-gnu libc6-dev-arm64-cross linux-libc-dev-arm64-cross qemu-user
     binutils-aarch64-linux-gnu)
 # arm64 multiarch libraries the default features link. libgstreamer1.0-dev and
 # libasound2-dev are Multi-Arch: same and co-install with the amd64 ones.

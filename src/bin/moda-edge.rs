@@ -57,6 +57,32 @@ enum Command {
     Bench(BenchCmd),
     /// Render a speech recording as the avatar's talking video (offline, CPU).
     Render(RenderCmd),
+    /// On a machine with an NVIDIA GPU (builds with feature `cuda`): run every kernel on the
+    /// device against the CPU stages, bit for bit, and time the frame stage with two slots
+    /// against one.
+    GpuCheck(GpuCheckCmd),
+}
+
+#[derive(Args)]
+struct GpuCheckCmd {
+    /// Avatar bundle whose rest pose the compared frames move around (e.g. `avatar demo`).
+    #[arg(long)]
+    avatar: PathBuf,
+    /// CUDA device ordinal.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// Frames compared and timed.
+    #[arg(long, default_value_t = 120)]
+    frames: usize,
+    /// Temporal-code indices compared (0..N): a full default period is 600.
+    #[arg(long, default_value_t = 600)]
+    time_codes: u64,
+    /// Multiply-adds per value of the stand-in renderer (sets how long it runs).
+    #[arg(long, default_value_t = 2000)]
+    rounds: u32,
+    /// Where compiled kernels are cached (default: $XDG_CACHE_HOME/moda-edge/kernels).
+    #[arg(long)]
+    cache: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -293,7 +319,48 @@ fn run(command: Command) -> Result<ExitCode> {
         }
         Command::Bench(cmd) => done(bench_cmd(cmd)),
         Command::Render(cmd) => render_cmd(cmd),
+        Command::GpuCheck(cmd) => gpu_check_cmd(cmd),
     }
+}
+
+#[cfg(not(feature = "cuda"))]
+fn gpu_check_cmd(_cmd: GpuCheckCmd) -> Result<ExitCode> {
+    bail!(
+        "gpu-check: this moda-edge was built without the GPU path; build it with \
+         `cargo build --release --features cuda` (or run scripts/gpu-check.sh)"
+    )
+}
+
+#[cfg(feature = "cuda")]
+fn gpu_check_cmd(cmd: GpuCheckCmd) -> Result<ExitCode> {
+    use moda_edge::gpu::{check, nvrtc::CubinCache};
+    let avatar = moda_edge::face::avatar::Avatar::load(&cmd.avatar)?;
+    let cache = match cmd.cache {
+        Some(dir) => CubinCache::new(dir),
+        None => CubinCache::new(CubinCache::default_dir().context(
+            "gpu-check: no cache folder (neither XDG_CACHE_HOME nor HOME is set); pass --cache DIR",
+        )?),
+    };
+    let opts = check::CheckOptions {
+        device: cmd.device,
+        frames: cmd.frames.max(1),
+        rounds: cmd.rounds,
+        time_codes: cmd.time_codes,
+        cache,
+    };
+    let report = check::run(&opts, &avatar.repr(), avatar.config.canvas, |l| {
+        println!("{l}")
+    })?;
+    let failed = report.lines.iter().filter(|l| !l.passed).count();
+    for l in report.lines.iter().filter(|l| l.what.starts_with("two slots")) {
+        println!("{}: {}", l.what, l.detail);
+    }
+    if failed > 0 {
+        println!("gpu-check: {failed} comparison(s) FAILED on {}", report.device);
+        return Ok(ExitCode::FAILURE);
+    }
+    println!("gpu-check: every kernel bit-exact on {}", report.device);
+    Ok(ExitCode::SUCCESS)
 }
 
 fn write_model(path: &Path, model: &tract_onnx::pb::ModelProto) -> Result<()> {

@@ -6,8 +6,9 @@
 //! - `host` (tests only): the same sources compiled as C++ and run on the CPU, compared bit for
 //!   bit with the Rust stages.
 //! - With feature `cuda`: [`nvrtc`] compiles a kernel module to a cubin for the device's
-//!   `sm_XY`, cached on disk; the device context, streams, events and buffers over cudarc,
-//!   loaded at run time so that a machine without libcuda gets an error, not a crash.
+//!   `sm_XY`, cached on disk; [`device`]: the context, streams, events and buffers over cudarc,
+//!   loaded at run time so that a machine without libcuda gets an error, not a crash;
+//!   [`frame`]: the double-buffered frame stage; [`check`]: `moda-edge gpu-check`.
 
 pub mod kernels;
 
@@ -15,4 +16,13 @@ pub mod kernels;
 mod host;
 
 #[cfg(feature = "cuda")]
+pub mod check;
+#[cfg(feature = "cuda")]
+pub mod device;
+#[cfg(feature = "cuda")]
+pub mod frame;
+#[cfg(feature = "cuda")]
 pub mod nvrtc;
+
+#[cfg(feature = "cuda")]
+pub use device::{Buffer, Gpu, GpuError, GpuErrorKind, GpuEvent, Stream};
