@@ -65,7 +65,10 @@ fn tensorrt_shim() {
     };
     let trt = env::var("TENSORRT_INCLUDE_DIR").unwrap_or_else(|_| format!("/usr/include/{triple}"));
     let cuda = env::var("CUDA_INCLUDE_DIR").unwrap_or_else(|_| "/usr/local/cuda/include".into());
-    for (what, dir, var) in [("NvInfer.h", &trt, "TENSORRT_INCLUDE_DIR"), ("cuda_runtime_api.h", &cuda, "CUDA_INCLUDE_DIR")] {
+    for (what, dir, var) in [
+        ("NvInfer.h", &trt, "TENSORRT_INCLUDE_DIR"),
+        ("cuda_runtime_api.h", &cuda, "CUDA_INCLUDE_DIR"),
+    ] {
         if !PathBuf::from(dir).join(what).exists() {
             panic!(
                 "feature `tensorrt`: {what} not found in {dir}; install TensorRT/CUDA (JetPack) or \

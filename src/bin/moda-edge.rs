@@ -352,11 +352,18 @@ fn gpu_check_cmd(cmd: GpuCheckCmd) -> Result<ExitCode> {
         println!("{l}")
     })?;
     let failed = report.lines.iter().filter(|l| !l.passed).count();
-    for l in report.lines.iter().filter(|l| l.what.starts_with("two slots")) {
+    for l in report
+        .lines
+        .iter()
+        .filter(|l| l.what.starts_with("two slots"))
+    {
         println!("{}: {}", l.what, l.detail);
     }
     if failed > 0 {
-        println!("gpu-check: {failed} comparison(s) FAILED on {}", report.device);
+        println!(
+            "gpu-check: {failed} comparison(s) FAILED on {}",
+            report.device
+        );
         return Ok(ExitCode::FAILURE);
     }
     println!("gpu-check: every kernel bit-exact on {}", report.device);

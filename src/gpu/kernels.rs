@@ -78,8 +78,16 @@ pub const YUV: Module = Module {
     kernels: &["rgb_to_yuyv", "rgb_to_nv12"],
 };
 
-/// Every kernel module, in the order the frame uses them.
-pub const MODULES: &[Module] = &[DRAW, TIMECODE, PACK, UNPACK, YUV];
+/// `kernels/standin.cu`: a stand-in for the renderer network, for timing the frame stage's
+/// slots without TensorRT (`moda-edge gpu-check`).
+pub const STANDIN: Module = Module {
+    name: "standin",
+    source: include_str!("../../kernels/standin.cu"),
+    kernels: &["standin_render"],
+};
+
+/// Every kernel module, in the order the frame uses them (the stand-in last).
+pub const MODULES: &[Module] = &[DRAW, TIMECODE, PACK, UNPACK, YUV, STANDIN];
 
 /// NVRTC options besides the architecture: no fused multiply-add (bit-exact with the CPU
 /// stages), C++17, and no fast math (not passed, so divisions and square roots stay IEEE).
