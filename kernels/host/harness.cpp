@@ -1,12 +1,14 @@
 // The kernels of kernels/*.cu compiled as C++ for the CPU, with one C launcher per kernel that
-// walks the grid sequentially. Linked only into the crate's unit tests (src/gpu/host.rs),
-// which compare the results bit for bit with the Rust stages. Built by build.rs with
+// walks the grid sequentially. Linked only into the crate's unit tests and, with feature
+// `tensorrt-fake`, the host device of the GPU frame stage (src/gpu/host.rs); the tests compare
+// the results bit for bit with the Rust stages. Built by build.rs with
 // -ffp-contract=off, the host counterpart of NVRTC's --fmad=false.
 
 #include "cuda_host.h"
 
 #include "draw.cu"
 #include "pack.cu"
+#include "standin.cu"
 #include "timecode.cu"
 #include "unpack.cu"
 #include "yuv.cu"
@@ -84,6 +86,11 @@ void moda_host_rgb_to_yuyv(const ModaLaunch* l, const unsigned char* rgb, int wi
 void moda_host_rgb_to_nv12(const ModaLaunch* l, const unsigned char* rgb, int width, int height, unsigned char* dst,
                            unsigned int stride) {
     moda_run(l, [&] { rgb_to_nv12(rgb, width, height, dst, stride); });
+}
+
+void moda_host_standin_render(const ModaLaunch* l, const float* mesh, const float* reference, const float* code,
+                               float* image, unsigned int n, unsigned int rounds) {
+    moda_run(l, [&] { standin_render(mesh, reference, code, image, n, rounds); });
 }
 
 }  // extern "C"

@@ -31,6 +31,7 @@ pub mod tract;
 use std::error::Error as StdError;
 
 pub use cache::{CacheStats, PlanCache, PlanKey};
+#[cfg(feature = "cuda")]
 pub(crate) use guard::catch as catch_panic;
 pub use guard::quiet_guarded_panics;
 pub use half::f16;

@@ -8,12 +8,15 @@ use std::time::Instant;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
+use std::sync::Arc;
+
+use super::cuda_frame::{CudaFrameDevice, Kernels};
 use super::device::{Buffer, Gpu, Stream};
 use super::frame::{
-    arg, launch, FrameGpuError, FrameGpuSettings, GpuFrameStage, Kernels, OutputLayout,
-    StandInRenderer,
+    point_bytes, segment_bytes, Call, FrameDevice, FrameGpuError, FrameGpuSettings, GpuFrameStage,
+    OutputLayout, StandInRenderer,
 };
-use super::kernels::{geometry, DrawPlan, DRAW_POINTS};
+use super::kernels::{DrawPlan, DRAW_POINTS};
 use super::nvrtc::CubinCache;
 use crate::draw::condition::{ConditionDrawer, DrawSettings};
 use crate::draw::convert::{shrink_2x, u8_hwc_to_unit_chw, unit_chw_to_u8_hwc};
@@ -95,12 +98,21 @@ fn frame_points(
         .map_err(|e| FrameGpuError::Settings(e.to_string()))
 }
 
-struct Probe<'a> {
-    kernels: &'a Kernels,
+struct Probe {
+    device: CudaFrameDevice,
     stream: Stream,
 }
 
-impl Probe<'_> {
+impl Probe {
+    /// Queues `call`.
+    ///
+    /// # Safety
+    /// As [`FrameDevice::launch`]: the addresses are of live buffers large enough for `call`.
+    unsafe fn run(&self, call: Call) -> Result<(), FrameGpuError> {
+        // SAFETY: passed on to the caller.
+        unsafe { self.device.launch(&self.stream, call) }
+    }
+
     fn finish(&self) -> Result<(), FrameGpuError> {
         self.stream.record()?.synchronize()?;
         Ok(())
@@ -138,6 +150,7 @@ pub fn run(
     );
     log(&format!("device: {device}"));
     let (kernels, loads) = Kernels::load(&gpu, &opts.cache)?;
+    let kernels = Arc::new(kernels);
     for l in &loads {
         log(&format!(
             "kernels/{}.cu: {:?} in {:.1} ms",
@@ -146,7 +159,7 @@ pub fn run(
     }
     let mut lines = Vec::new();
     let probe = Probe {
-        kernels: &kernels,
+        device: CudaFrameDevice::new(gpu.clone(), Arc::clone(&kernels)),
         stream: gpu.stream()?,
     };
     lines.extend(check_drawing(&gpu, &probe, opts, repr, canvas)?);
@@ -166,7 +179,7 @@ pub fn run(
 
 fn check_drawing(
     gpu: &Gpu,
-    p: &Probe<'_>,
+    p: &Probe,
     opts: &CheckOptions,
     repr: &Repr,
     canvas: usize,
@@ -182,12 +195,7 @@ fn check_drawing(
     )?;
     let segs = plan.segments();
     let mut segments = gpu.buffer(16 * segs.len())?;
-    for (d, s) in segments.host_mut().chunks_exact_mut(16).zip(segs) {
-        d[0..4].copy_from_slice(&s.a.to_ne_bytes());
-        d[4..8].copy_from_slice(&s.b.to_ne_bytes());
-        d[8..12].copy_from_slice(&s.thickness.to_ne_bytes());
-        d[12..16].copy_from_slice(&s.rgb.to_ne_bytes());
-    }
+    segment_bytes(&plan, segments.host_mut());
     let mut points = gpu.buffer(DRAW_POINTS * 8)?;
     let order = gpu.buffer(canvas * canvas * 4)?;
     let mut cond = gpu.buffer(canvas * canvas * 3)?;
@@ -213,10 +221,7 @@ fn check_drawing(
     for k in 0..opts.frames {
         frame_points(repr, &mut rng, k, &mut face_px, &mut shoulder_px)?;
         DrawPlan::truncate_points(&face_px, &shoulder_px, &mut pts)?;
-        for (d, q) in points.host_mut().chunks_exact_mut(8).zip(&pts) {
-            d[0..4].copy_from_slice(&q[0].to_ne_bytes());
-            d[4..8].copy_from_slice(&q[1].to_ne_bytes());
-        }
+        point_bytes(&pts, points.host_mut());
         p.stream.upload(&points)?;
         let (o, pt, sg, c, sm, u) = (
             order.device_ptr(),
@@ -226,52 +231,46 @@ fn check_drawing(
             small.device_ptr(),
             unit.device_ptr(),
         );
-        let k_ = p.kernels;
-        launch(
-            k_.get("draw_clear")?,
-            geometry::per_pixel(canvas, canvas),
-            &p.stream,
-            &mut [arg(&o), arg(&n_pixels)],
-        )?;
-        launch(
-            k_.get("draw_segments")?,
-            geometry::per_segment(segs.len()),
-            &p.stream,
-            &mut [
-                arg(&pt),
-                arg(&n_points),
-                arg(&sg),
-                arg(&n_segments),
-                arg(&o),
-                arg(&w),
-                arg(&h),
-            ],
-        )?;
-        launch(
-            k_.get("draw_colour")?,
-            geometry::per_pixel_2d(canvas, canvas),
-            &p.stream,
-            &mut [
-                arg(&o),
-                arg(&sg),
-                arg(&n_segments),
-                arg(&c),
-                arg(&w),
-                arg(&h),
-            ],
-        )?;
-        launch(
-            k_.get("shrink_2x")?,
-            geometry::shrink_2x(canvas, canvas),
-            &p.stream,
-            &mut [arg(&c), arg(&w), arg(&h), arg(&sm)],
-        )?;
-        launch(
-            k_.get("u8_hwc_to_unit_chw")?,
-            geometry::per_pixel(canvas, canvas),
-            &p.stream,
-            &mut [arg(&c), arg(&n_pixels), arg(&u)],
-        )?;
+        let calls = [
+            Call::DrawClear {
+                order: o,
+                n: n_pixels,
+            },
+            Call::DrawSegments {
+                points: pt,
+                n_points,
+                segments: sg,
+                n_segments,
+                order: o,
+                width: w,
+                height: h,
+            },
+            Call::DrawColour {
+                order: o,
+                segments: sg,
+                n_segments,
+                rgb: c,
+                width: w,
+                height: h,
+            },
+            Call::Shrink2x {
+                src: c,
+                width: w,
+                height: h,
+                dst: sm,
+            },
+            Call::ToUnit {
+                src: c,
+                n_pixels,
+                dst: u,
+            },
+        ];
+        for call in calls {
+            // SAFETY: the buffers above are sized for the canvas (order: canvas² u32, cond:
+            // canvas²·3, small: (canvas/2)²·3, unit: 3·canvas² f32), the segment table and
+            // the 496 points; they outlive `p.finish()` below.
+            unsafe { p.run(call)? };
+        }
         p.stream.download(&mut cond)?;
         p.stream.download(&mut small)?;
         p.stream.download(&mut unit)?;
@@ -314,17 +313,13 @@ fn check_drawing(
     ])
 }
 
-fn check_time_code(gpu: &Gpu, p: &Probe<'_>, count: u64) -> Result<CheckLine, FrameGpuError> {
+fn check_time_code(gpu: &Gpu, p: &Probe, count: u64) -> Result<CheckLine, FrameGpuError> {
     let mut code = gpu.buffer(13 * 4)?;
     let mut bad = 0;
     for k in 0..count {
         let c = code.device_ptr();
-        launch(
-            p.kernels.get("time_code")?,
-            geometry::time_code(),
-            &p.stream,
-            &mut [arg(&k), arg(&c)],
-        )?;
+        // SAFETY: `code` holds 13 floats, all the kernel writes; it outlives `p.finish()`.
+        unsafe { p.run(Call::TimeCode { frame: k, code: c })? };
         p.stream.download(&mut code)?;
         p.finish()?;
         bad += time_code(k as usize)
@@ -340,11 +335,7 @@ fn check_time_code(gpu: &Gpu, p: &Probe<'_>, count: u64) -> Result<CheckLine, Fr
     ))
 }
 
-fn check_conversions(
-    gpu: &Gpu,
-    p: &Probe<'_>,
-    side: usize,
-) -> Result<Vec<CheckLine>, FrameGpuError> {
+fn check_conversions(gpu: &Gpu, p: &Probe, side: usize) -> Result<Vec<CheckLine>, FrameGpuError> {
     let mut rng = ChaCha8Rng::seed_from_u64(3);
     let n = side * side;
     // Renderer outputs: mostly in range, with the edges and non-finite values mixed in.
@@ -373,12 +364,14 @@ fn check_conversions(
     let mut rgb = gpu.buffer(3 * n)?;
     p.stream.upload(&src)?;
     let (s, d, np) = (src.device_ptr(), rgb.device_ptr(), n as u32);
-    launch(
-        p.kernels.get("unit_chw_to_u8_hwc")?,
-        geometry::per_pixel(side, side),
-        &p.stream,
-        &mut [arg(&s), arg(&np), arg(&d)],
-    )?;
+    // SAFETY: `src` holds 3·n floats and `rgb` 3·n bytes; both outlive `p.finish()`.
+    unsafe {
+        p.run(Call::ToU8 {
+            src: s,
+            n_pixels: np,
+            dst: d,
+        })?
+    };
     p.stream.download(&mut rgb)?;
     p.finish()?;
     let mut cpu = vec![0u8; 3 * n];
@@ -418,17 +411,26 @@ fn check_conversions(
                 h as i32,
                 stride as u32,
             );
-            let geo = if layout == Layout::Yuyv {
-                geometry::yuyv(w, h)
+            let call = if layout == Layout::Yuyv {
+                Call::Yuyv {
+                    rgb: sp,
+                    width: wi,
+                    height: hi,
+                    dst: dp,
+                    stride: st,
+                }
             } else {
-                geometry::nv12(w, h)
+                Call::Nv12 {
+                    rgb: sp,
+                    width: wi,
+                    height: hi,
+                    dst: dp,
+                    stride: st,
+                }
             };
-            launch(
-                p.kernels.get(kernel)?,
-                geo,
-                &p.stream,
-                &mut [arg(&sp), arg(&wi), arg(&hi), arg(&dp), arg(&st)],
-            )?;
+            // SAFETY: `src` holds the w×h RGB picture and `dst` the layout's frame at this
+            // stride (`frame_len`); both outlive `p.finish()`.
+            unsafe { p.run(call)? };
             p.stream.download(&mut dst)?;
             p.finish()?;
             lines.push(line(
@@ -444,7 +446,7 @@ fn check_conversions(
 /// Frames per second of the frame stage with one and with two slots.
 fn time_slots(
     gpu: &Gpu,
-    kernels: &Kernels,
+    kernels: &Arc<Kernels>,
     opts: &CheckOptions,
     repr: &Repr,
     canvas: usize,
@@ -463,9 +465,8 @@ fn time_slots(
             output: OutputLayout::Yuyv { stride: 2 * side },
         };
         let mut stage = GpuFrameStage::new(
-            gpu,
-            kernels,
-            StandInRenderer::new(kernels, opts.rounds),
+            CudaFrameDevice::new(gpu.clone(), Arc::clone(kernels)),
+            StandInRenderer::new(opts.rounds),
             &plan,
             &reference,
             settings,

@@ -1,11 +1,15 @@
-//! The kernels of `kernels/*.cu` run on the CPU (tests only) and compared bit for bit with the
-//! Rust stages they replace on the GPU.
+//! The kernels of `kernels/*.cu` run on the CPU (tests, and the host frame device of feature
+//! `tensorrt-fake`) and compared bit for bit with the Rust stages they replace on the GPU.
 //!
 //! `build.rs` compiles `kernels/host/harness.cpp` (the `.cu` files as C++17 after
 //! `kernels/host/cuda_host.h`, `-ffp-contract=off`) into the static library
-//! `moda_kernels_host`; it is linked here only, so no product binary contains it. Each C
+//! `moda_kernels_host`; it is linked here only, in test builds and fake builds, so no product
+//! binary contains it. Each C
 //! launcher walks the whole grid of a [`Launch`] on the calling thread, one thread after
 //! another; the geometry comes from [`super::kernels::geometry`], so it is tested too.
+
+// The slice wrappers serve the tests; a `tensorrt-fake` build uses `launch` only.
+#![cfg_attr(not(test), allow(dead_code))]
 
 use super::kernels::{geometry, DrawPlan, Launch, Segment, DRAW_POINTS};
 
@@ -52,6 +56,110 @@ extern "C" {
         dst: *mut u8,
         stride: u32,
     );
+    fn moda_host_standin_render(
+        l: *const Launch,
+        mesh: *const f32,
+        reference: *const f32,
+        code: *const f32,
+        image: *mut f32,
+        n: u32,
+        rounds: u32,
+    );
+}
+
+/// Runs one frame-stage kernel call on the calling thread (the host frame device's streams).
+///
+/// # Safety
+/// Every address in `call` is of a live host buffer large enough for the kernel at the call's
+/// sizes, not accessed by anything else while this runs.
+#[cfg(any(test, feature = "tensorrt-fake"))]
+pub(super) unsafe fn launch(call: super::frame::Call) {
+    use super::frame::Call;
+    let l = call.launch();
+    // SAFETY: in every arm, the caller's contract: the addresses are live host pointers cast
+    // to u64, large enough for the kernel.
+    unsafe {
+        match call {
+            Call::DrawClear { order, n } => moda_host_draw_clear(&l, order as *mut u32, n),
+            Call::DrawSegments {
+                points,
+                n_points,
+                segments,
+                n_segments,
+                order,
+                width,
+                height,
+            } => moda_host_draw_segments(
+                &l,
+                points as *const i32,
+                n_points,
+                segments as *const Segment,
+                n_segments,
+                order as *mut u32,
+                width,
+                height,
+            ),
+            Call::DrawColour {
+                order,
+                segments,
+                n_segments,
+                rgb,
+                width,
+                height,
+            } => moda_host_draw_colour(
+                &l,
+                order as *const u32,
+                segments as *const Segment,
+                n_segments,
+                rgb as *mut u8,
+                width,
+                height,
+            ),
+            Call::Shrink2x {
+                src,
+                width,
+                height,
+                dst,
+            } => moda_host_shrink_2x(&l, src as *const u8, width, height, dst as *mut u8),
+            Call::ToUnit { src, n_pixels, dst } => {
+                moda_host_u8_hwc_to_unit_chw(&l, src as *const u8, n_pixels, dst as *mut f32)
+            }
+            Call::TimeCode { frame, code } => moda_host_time_code(&l, frame, code as *mut f32),
+            Call::ToU8 { src, n_pixels, dst } => {
+                moda_host_unit_chw_to_u8_hwc(&l, src as *const f32, n_pixels, dst as *mut u8)
+            }
+            Call::Yuyv {
+                rgb,
+                width,
+                height,
+                dst,
+                stride,
+            } => moda_host_rgb_to_yuyv(&l, rgb as *const u8, width, height, dst as *mut u8, stride),
+            Call::Nv12 {
+                rgb,
+                width,
+                height,
+                dst,
+                stride,
+            } => moda_host_rgb_to_nv12(&l, rgb as *const u8, width, height, dst as *mut u8, stride),
+            Call::StandIn {
+                mesh,
+                reference,
+                code,
+                image,
+                n,
+                rounds,
+            } => moda_host_standin_render(
+                &l,
+                mesh as *const f32,
+                reference as *const f32,
+                code as *const f32,
+                image as *mut f32,
+                n,
+                rounds,
+            ),
+        }
+    }
 }
 
 fn side(v: usize) -> i32 {

@@ -8,18 +8,24 @@
 //! - With feature `cuda`: [`nvrtc`] compiles a kernel module to a cubin for the device's
 //!   `sm_XY`, cached on disk; [`device`]: the context, streams, events and buffers over cudarc,
 //!   loaded at run time so that a machine without libcuda gets an error, not a crash;
-//!   [`frame`]: the double-buffered frame stage; [`check`]: `moda-edge gpu-check`.
+//!   [`cuda_frame`]: the kernels loaded and launched; [`check`]: `moda-edge gpu-check`.
+//! - With `cuda` or `tensorrt-fake` (and in tests): [`frame`], the double-buffered frame stage over any
+//!   [`frame::FrameDevice`].
 
 pub mod kernels;
 
-#[cfg(test)]
+#[cfg(any(test, feature = "tensorrt-fake"))]
 mod host;
+#[cfg(feature = "tensorrt-fake")]
+pub mod host_device;
 
 #[cfg(feature = "cuda")]
 pub mod check;
 #[cfg(feature = "cuda")]
-pub mod device;
+pub mod cuda_frame;
 #[cfg(feature = "cuda")]
+pub mod device;
+#[cfg(any(test, feature = "cuda", feature = "tensorrt-fake"))]
 pub mod frame;
 #[cfg(feature = "cuda")]
 pub mod nvrtc;

@@ -429,3 +429,170 @@ fn yuyv_and_nv12_match_for_odd_even_sizes_and_padded_strides() {
         }
     }
 }
+
+/// `launch`, which the host frame device queues, passes every `Call`'s fields to the right
+/// kernel in the right order: each call gives what the slice wrappers (checked above against
+/// the Rust stages) give on the same data.
+#[test]
+fn launch_calls_reach_their_kernels_with_their_arguments() {
+    use crate::gpu::frame::Call;
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    let (w, h) = (18usize, 10usize);
+    let rgb = random_bytes(&mut rng, w * h * 3);
+    let addr = |p: *const u8| p as u64;
+
+    let mut a = vec![0u8; w * h * 3 / 4];
+    let mut b = vec![0u8; w * h * 3 / 4];
+    shrink_2x(&rgb, w, h, &mut a);
+    // SAFETY: `rgb` is w×h×3 bytes and `b` its half-size shrink.
+    unsafe {
+        launch(Call::Shrink2x {
+            src: addr(rgb.as_ptr()),
+            width: w as i32,
+            height: h as i32,
+            dst: addr(b.as_mut_ptr()),
+        })
+    };
+    assert_eq!(a, b);
+
+    let mut fa = vec![0f32; w * h * 3];
+    let mut fb = vec![0f32; w * h * 3];
+    u8_hwc_to_unit_chw(&rgb, w, h, &mut fa);
+    // SAFETY: both buffers hold 3·w·h values.
+    unsafe {
+        launch(Call::ToUnit {
+            src: addr(rgb.as_ptr()),
+            n_pixels: (w * h) as u32,
+            dst: fb.as_mut_ptr() as u64,
+        })
+    };
+    assert_eq!(bits(&fa), bits(&fb));
+
+    let mut ua = vec![0u8; w * h * 3];
+    let mut ub = vec![0u8; w * h * 3];
+    unit_chw_to_u8_hwc(&fa, w, h, &mut ua);
+    // SAFETY: as above.
+    unsafe {
+        launch(Call::ToU8 {
+            src: fa.as_ptr() as u64,
+            n_pixels: (w * h) as u32,
+            dst: addr(ub.as_mut_ptr()),
+        })
+    };
+    assert_eq!(ua, ub);
+
+    let mut code = [0f32; 13];
+    // SAFETY: `code` holds the 13 values the kernel writes.
+    unsafe {
+        launch(Call::TimeCode {
+            frame: 1234,
+            code: code.as_mut_ptr() as u64,
+        })
+    };
+    assert_eq!(bits(&code), bits(&time_code(1234)));
+
+    for layout in [Layout::Yuyv, Layout::Nv12] {
+        let stride = layout.min_stride(w) + 6;
+        let mut ya = vec![0u8; layout.frame_len(h, stride)];
+        let mut yb = ya.clone();
+        let call = |dst: u64| {
+            let (width, height, stride) = (w as i32, h as i32, stride as u32);
+            let rgb = addr(rgb.as_ptr());
+            if layout == Layout::Yuyv {
+                Call::Yuyv {
+                    rgb,
+                    width,
+                    height,
+                    dst,
+                    stride,
+                }
+            } else {
+                Call::Nv12 {
+                    rgb,
+                    width,
+                    height,
+                    dst,
+                    stride,
+                }
+            }
+        };
+        if layout == Layout::Yuyv {
+            rgb_to_yuyv(&rgb, w, h, &mut ya, stride);
+        } else {
+            rgb_to_nv12(&rgb, w, h, &mut ya, stride);
+        }
+        // SAFETY: `yb` holds the layout's frame at this stride.
+        unsafe { launch(call(addr(yb.as_mut_ptr()))) };
+        assert_eq!(ya, yb, "{layout:?}");
+    }
+
+    // The stand-in renderer, against the same float arithmetic in Rust.
+    let n = 300usize;
+    let mesh: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let reference: Vec<f32> = (0..n).map(|_| rng.random_range(-1.0..1.0)).collect();
+    let mut image = vec![f32::NAN; n];
+    // SAFETY: mesh, reference and image hold n values, code 13.
+    unsafe {
+        launch(Call::StandIn {
+            mesh: mesh.as_ptr() as u64,
+            reference: reference.as_ptr() as u64,
+            code: code.as_ptr() as u64,
+            image: image.as_mut_ptr() as u64,
+            n: n as u32,
+            rounds: 7,
+        })
+    };
+    let want: Vec<f32> = (0..n)
+        .map(|i| {
+            let mut v = 0.5f32 * (mesh[i] + reference[i]) + 0.001f32 * code[0];
+            for _ in 0..7 {
+                v = v * 0.999f32 + 0.0005f32;
+            }
+            v.clamp(-1.0, 1.0)
+        })
+        .collect();
+    assert_eq!(bits(&image), bits(&want));
+
+    // Drawing through the three calls equals `draw`.
+    let tables = Tables::official().unwrap();
+    let plan = DrawPlan::new(&tables);
+    let mut pts = [[0i32; 2]; DRAW_POINTS];
+    for p in pts.iter_mut() {
+        *p = [rng.random_range(-5..70), rng.random_range(-5..50)];
+    }
+    let (cw, ch) = (64usize, 48usize);
+    let mut order = vec![0u32; cw * ch];
+    let mut want = vec![0u8; cw * ch * 3];
+    draw(&plan, &pts, cw, ch, &mut order, &mut want);
+    let mut order = vec![7u32; cw * ch];
+    let mut got = vec![0u8; cw * ch * 3];
+    let segs = plan.segments();
+    let calls = [
+        Call::DrawClear {
+            order: order.as_mut_ptr() as u64,
+            n: (cw * ch) as u32,
+        },
+        Call::DrawSegments {
+            points: pts.as_ptr() as u64,
+            n_points: DRAW_POINTS as u32,
+            segments: segs.as_ptr() as u64,
+            n_segments: segs.len() as u32,
+            order: order.as_mut_ptr() as u64,
+            width: cw as i32,
+            height: ch as i32,
+        },
+        Call::DrawColour {
+            order: order.as_ptr() as u64,
+            segments: segs.as_ptr() as u64,
+            n_segments: segs.len() as u32,
+            rgb: addr(got.as_mut_ptr()),
+            width: cw as i32,
+            height: ch as i32,
+        },
+    ];
+    for c in calls {
+        // SAFETY: order is cw×ch, got cw×ch×3, pts DRAW_POINTS pairs, segs the plan's table.
+        unsafe { launch(c) };
+    }
+    assert_same_image("launched drawing", &got, &want, cw, 3);
+}
