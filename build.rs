@@ -65,7 +65,10 @@ fn tensorrt_shim() {
     };
     let trt = env::var("TENSORRT_INCLUDE_DIR").unwrap_or_else(|_| format!("/usr/include/{triple}"));
     let cuda = env::var("CUDA_INCLUDE_DIR").unwrap_or_else(|_| "/usr/local/cuda/include".into());
-    for (what, dir, var) in [("NvInfer.h", &trt, "TENSORRT_INCLUDE_DIR"), ("cuda_runtime_api.h", &cuda, "CUDA_INCLUDE_DIR")] {
+    for (what, dir, var) in [
+        ("NvInfer.h", &trt, "TENSORRT_INCLUDE_DIR"),
+        ("cuda_runtime_api.h", &cuda, "CUDA_INCLUDE_DIR"),
+    ] {
         if !PathBuf::from(dir).join(what).exists() {
             panic!(
                 "feature `tensorrt`: {what} not found in {dir}; install TensorRT/CUDA (JetPack) or \
@@ -77,7 +80,8 @@ fn tensorrt_shim() {
         .cpp(true)
         .file("src/backend/tensorrt/shim/moda_trt.cpp")
         .flag("-std=c++17")
-        .flag("-fno-exceptions")
+        // With exceptions: every entry point catches what TensorRT or the standard library
+        // throws and returns it as a message, so nothing unwinds into Rust.
         .flag(format!("-isystem{trt}"))
         .flag(format!("-isystem{cuda}"))
         .warnings(true)
