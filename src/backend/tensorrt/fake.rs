@@ -218,8 +218,13 @@ fn name_of(name: *const c_char) -> Result<String, (c_int, String)> {
         .into_owned())
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_runtime_create(
+pub unsafe extern "C" fn moda_trt_runtime_create(
     out: *mut *mut ffi::moda_trt_runtime,
     err: *mut c_char,
     err_len: usize,
@@ -234,16 +239,26 @@ pub extern "C" fn moda_trt_runtime_create(
     })
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_runtime_destroy(runtime: *mut ffi::moda_trt_runtime) {
+pub unsafe extern "C" fn moda_trt_runtime_destroy(runtime: *mut ffi::moda_trt_runtime) {
     if !runtime.is_null() {
         // SAFETY: a non-null runtime came from `moda_trt_runtime_create`'s `Box::into_raw`.
         drop(unsafe { Box::from_raw(runtime.cast::<FakeRuntime>()) });
     }
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_runtime_version(
+pub unsafe extern "C" fn moda_trt_runtime_version(
     runtime: *const ffi::moda_trt_runtime,
     buf: *mut c_char,
     buf_len: usize,
@@ -258,8 +273,13 @@ pub extern "C" fn moda_trt_runtime_version(
     ffi::OK
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_engine_deserialize(
+pub unsafe extern "C" fn moda_trt_engine_deserialize(
     runtime: *mut ffi::moda_trt_runtime,
     data: *const c_void,
     len: usize,
@@ -318,16 +338,26 @@ unsafe fn engine_ref<'a>(engine: *const ffi::moda_trt_engine) -> &'a FakeEngine 
     unsafe { &*engine.cast::<FakeEngine>() }
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_engine_destroy(engine: *mut ffi::moda_trt_engine) {
+pub unsafe extern "C" fn moda_trt_engine_destroy(engine: *mut ffi::moda_trt_engine) {
     if !engine.is_null() {
         // SAFETY: a non-null engine came from `Box::into_raw` in `moda_trt_engine_deserialize`.
         drop(unsafe { Box::from_raw(engine.cast::<FakeEngine>()) });
     }
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_engine_io_count(engine: *const ffi::moda_trt_engine) -> i32 {
+pub unsafe extern "C" fn moda_trt_engine_io_count(engine: *const ffi::moda_trt_engine) -> i32 {
     if engine.is_null() {
         return 0;
     }
@@ -336,8 +366,13 @@ pub extern "C" fn moda_trt_engine_io_count(engine: *const ffi::moda_trt_engine) 
     i32::try_from(engine.io.len()).unwrap_or(0)
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_engine_io(
+pub unsafe extern "C" fn moda_trt_engine_io(
     engine: *const ffi::moda_trt_engine,
     index: i32,
     out: *mut ffi::moda_trt_io,
@@ -379,8 +414,13 @@ pub extern "C" fn moda_trt_engine_io(
     })
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_create(
+pub unsafe extern "C" fn moda_trt_context_create(
     engine: *mut ffi::moda_trt_engine,
     out: *mut *mut ffi::moda_trt_context,
     err: *mut c_char,
@@ -418,16 +458,26 @@ unsafe fn context_mut<'a>(context: *mut ffi::moda_trt_context) -> &'a mut FakeCo
     unsafe { &mut *context.cast::<FakeContext>() }
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_destroy(context: *mut ffi::moda_trt_context) {
+pub unsafe extern "C" fn moda_trt_context_destroy(context: *mut ffi::moda_trt_context) {
     if !context.is_null() {
         // SAFETY: a non-null context came from `Box::into_raw` in `moda_trt_context_create`.
         drop(unsafe { Box::from_raw(context.cast::<FakeContext>()) });
     }
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_set_input_shape(
+pub unsafe extern "C" fn moda_trt_context_set_input_shape(
     context: *mut ffi::moda_trt_context,
     name: *const c_char,
     dims: *const i64,
@@ -443,10 +493,10 @@ pub extern "C" fn moda_trt_context_set_input_shape(
         let name = name_of(name)?;
         // SAFETY: a non-null context handle is live and used by this thread (the C contract).
         let context = unsafe { context_mut(context) };
-        // SAFETY: the C contract: `dims` holds `nb_dims` values.
         let dims = if nb == 0 {
             &[][..]
         } else {
+            // SAFETY: the C contract: `dims` holds `nb_dims` values.
             unsafe { std::slice::from_raw_parts(dims, nb) }
         };
         let Some((t, _)) = context
@@ -472,8 +522,13 @@ pub extern "C" fn moda_trt_context_set_input_shape(
     })
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_tensor_shape(
+pub unsafe extern "C" fn moda_trt_context_tensor_shape(
     context: *const ffi::moda_trt_context,
     name: *const c_char,
     dims: *mut i64,
@@ -507,8 +562,13 @@ pub extern "C" fn moda_trt_context_tensor_shape(
     })
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_set_tensor_address(
+pub unsafe extern "C" fn moda_trt_context_set_tensor_address(
     context: *mut ffi::moda_trt_context,
     name: *const c_char,
     address: *mut c_void,
@@ -533,8 +593,13 @@ pub extern "C" fn moda_trt_context_set_tensor_address(
     })
 }
 
+/// The fake of the C function of the same name in `shim/moda_trt.h`.
+///
+/// # Safety
+/// The header's contract: pointers are null or valid for what they point to, and handles
+/// are live and come from this module.
 #[no_mangle]
-pub extern "C" fn moda_trt_context_enqueue(
+pub unsafe extern "C" fn moda_trt_context_enqueue(
     context: *mut ffi::moda_trt_context,
     stream: *mut c_void,
     err: *mut c_char,
