@@ -312,3 +312,29 @@ impl Drop for Context {
         unsafe { ffi::moda_trt_context_destroy(self.raw.as_ptr()) }
     }
 }
+
+/// With the real shim: on a machine without TensorRT the runtime is an error naming the
+/// library and JetPack; with TensorRT it is version 10.
+#[cfg(all(test, feature = "tensorrt"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_runtime_opens_libnvinfer_or_says_it_is_missing() {
+        match Runtime::create() {
+            Ok(runtime) => assert!(
+                runtime.version().starts_with("10."),
+                "{}",
+                runtime.version()
+            ),
+            Err(e) => {
+                assert!(e.is_no_library(), "{e:?}");
+                assert!(
+                    e.message.starts_with("cannot load libnvinfer.so.10 ("),
+                    "{e}"
+                );
+                assert!(e.message.contains("JetPack 6"), "{e}");
+            }
+        }
+    }
+}
