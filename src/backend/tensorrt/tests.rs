@@ -8,7 +8,7 @@ use super::engine::{self, Sidecar};
 use super::fake_stream::FakeStream;
 use super::*;
 use crate::backend::tract::TractBackend;
-use crate::backend::{BackendErrorKind, Event, Precision};
+use crate::backend::{BackendErrorKind, Event, Memory, Precision, Prepared, Session};
 use crate::model::onnx::{Dim, Graph};
 
 /// `y = x * scale + 0.5` over `x: [1, N]`, written to `dir/scale.onnx` and loaded from there.
