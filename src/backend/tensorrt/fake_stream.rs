@@ -142,6 +142,14 @@ impl FakeStream {
         }));
     }
 
+    /// Enqueues a device failure (tests): like a kernel fault, it reaches every event recorded
+    /// after it and every later `synchronize`.
+    #[cfg(test)]
+    pub(crate) fn fail(&self, message: &str) {
+        let message = message.to_string();
+        self.queue.push(Box::new(move || Err(message)));
+    }
+
     /// An event that completes when everything enqueued so far has (`cudaEventRecord`).
     pub fn record(&self) -> FakeEvent {
         let target = self.queue.lock().submitted;

@@ -187,6 +187,60 @@ fn two_sessions_on_two_streams_do_not_wait_for_each_other() {
     assert_eq!(held.output_f32(0).unwrap(), [-0.5, -0.75]);
 }
 
+#[test]
+fn a_failure_on_the_stream_comes_back_from_the_event_as_a_run_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = scale_model(dir.path(), 2.0);
+    let prepared = backend(MissingEngine::BuildFake)
+        .prepare(&model, &shapes(2))
+        .unwrap();
+    let mut session = prepared.session().unwrap();
+    session
+        .stream()
+        .fail("an illegal memory access was encountered");
+    let event = session
+        .enqueue()
+        .expect("enqueueing does not see the failure yet");
+    let err = event.wait().unwrap_err();
+    assert_eq!(err.kind(), BackendErrorKind::Rebuild);
+    assert_eq!(
+        crate::util::error_chain(&err),
+        format!(
+            "inference of {} failed on tensorrt: an illegal memory access was encountered",
+            dir.path().join("scale.onnx").display()
+        )
+    );
+    // CUDA errors are sticky: the session's views report it too.
+    assert_eq!(
+        session.output(0).unwrap_err().kind(),
+        BackendErrorKind::Rebuild
+    );
+}
+
+#[test]
+fn a_session_dropped_with_a_run_in_flight_waits_for_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = scale_model(dir.path(), 2.0);
+    let prepared = backend(MissingEngine::BuildFake)
+        .prepare(&model, &shapes(1 << 16))
+        .unwrap();
+    let mut session = prepared.session().unwrap();
+    fill(&mut session, 0.0);
+    let stream = session.stream().clone();
+    let (release, gate) = mpsc::channel::<()>();
+    stream.launch_host(move || gate.recv().unwrap());
+    let event = session.enqueue().unwrap();
+    let releaser = std::thread::spawn(move || {
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        release.send(()).unwrap();
+    });
+    // The run still writes the session's output buffer: dropping must wait for it.
+    drop(session);
+    assert!(event.is_complete(), "dropped before the run finished");
+    event.wait().unwrap();
+    releaser.join().unwrap();
+}
+
 /// A model with a built fake engine, and the sidecar's path.
 fn built(dir: &Path) -> (OnnxModel, PathBuf) {
     let model = scale_model(dir, 2.0);
