@@ -9,7 +9,8 @@ use super::engine::EngineFiles;
 use super::ffi;
 use super::handles::{Context, Engine, IoTensor};
 use crate::backend::{ElemType, OnnxModel, TensorDesc};
-use crate::model::contract::DeclaredDim;
+use crate::model::checkpoint::shape_string;
+use crate::model::contract::{dims_string as declared_dims, DeclaredDim};
 
 /// The ONNX contract an engine's IO tensors must match.
 pub(super) struct Contract<'a> {
@@ -67,7 +68,7 @@ impl Contract<'_> {
                     self.engine(),
                     d.name,
                     d.dtype,
-                    dims_string(&shape_dims(&d.shape))
+                    shape_string(&d.shape)
                 ));
             };
             if elem_type(t.dtype) != d.dtype {
@@ -90,7 +91,7 @@ impl Contract<'_> {
                     self.engine(),
                     d.name,
                     dims_string(&t.dims),
-                    dims_string(&shape_dims(&d.shape))
+                    shape_string(&d.shape)
                 ));
             }
         }
@@ -152,20 +153,12 @@ impl Contract<'_> {
                     DeclaredDim::Sym(_) => e >= 0,
                 });
             if !fits {
-                let declared: Vec<String> = decl
-                    .dims
-                    .iter()
-                    .map(|d| match d {
-                        DeclaredDim::Fixed(f) => f.to_string(),
-                        DeclaredDim::Sym(s) => s.clone(),
-                    })
-                    .collect();
                 return Err(format!(
-                    "{}: output `{}` has shape {} in the engine, expected [{}]",
+                    "{}: output `{}` has shape {} in the engine, expected {}",
                     self.engine(),
                     decl.name,
                     dims_string(&dims),
-                    declared.join(", ")
+                    declared_dims(&decl.dims)
                 ));
             }
             out.push(TensorDesc {

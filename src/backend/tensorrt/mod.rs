@@ -140,7 +140,6 @@ impl TensorRtBackend {
     fn check_engine(
         &self,
         model: &OnnxModel,
-        opts: &PrepareOptions,
         files: &EngineFiles,
         target: &Target<'_>,
     ) -> Result<(), BackendError> {
@@ -164,15 +163,12 @@ impl TensorRtBackend {
             Err(EngineError::Missing { .. })
                 if self.options.missing == MissingEngine::BuildFake =>
             {
-                self.build_fake(model, opts, files, target)?;
+                self.build_fake(model, files, target)?;
                 engine::check(files, target)
                     .map(drop)
                     .map_err(prepare_error)
             }
-            Err(e) => {
-                let _ = opts;
-                Err(prepare_error(e))
-            }
+            Err(e) => Err(prepare_error(e)),
         }
     }
 
@@ -180,7 +176,6 @@ impl TensorRtBackend {
     fn build_fake(
         &self,
         model: &OnnxModel,
-        opts: &PrepareOptions,
         files: &EngineFiles,
         target: &Target<'_>,
     ) -> Result<(), BackendError> {
@@ -191,7 +186,12 @@ impl TensorRtBackend {
                 source: format!("cannot create {}: {e}", dir.display()).into(),
             })?;
         }
-        fake::write_fake_engine(model, &opts.shapes, opts.precision, &files.engine)?;
+        let shapes: Vec<(String, Vec<usize>)> = target
+            .inputs
+            .iter()
+            .map(|d| (d.name.clone(), d.shape.clone()))
+            .collect();
+        fake::write_fake_engine(model, &shapes, target.precision, &files.engine)?;
         let sidecar = engine::Sidecar::for_build(target, std::time::SystemTime::now());
         engine::write_sidecar(&files.sidecar, &sidecar).map_err(|e| BackendError::Prepare {
             model: model.label.clone(),
@@ -225,7 +225,7 @@ impl Backend for TensorRtBackend {
         let inputs = model.resolve_shapes(&opts.shapes)?;
         let files = self.engine_files(model);
         let target = self.target(model, opts, &inputs);
-        self.check_engine(model, opts, &files, &target)?;
+        self.check_engine(model, &files, &target)?;
         let prepare_error = |detail: String| BackendError::Prepare {
             model: model.label.clone(),
             backend: NAME,
