@@ -20,12 +20,15 @@
 //!   expensive build (a TensorRT engine, tract's optimisation) is done once and reused.
 //!
 //! `tract` (pure Rust, CPU) is the default; the TensorRT backend comes with feature
-//! `tensorrt`. [`conformance`] is one golden-file suite every backend runs.
+//! `tensorrt` (its fake over tract with `tensorrt-fake`). [`conformance`] is one golden-file
+//! suite every backend runs.
 
 mod cache;
 pub mod conformance;
 mod guard;
 pub mod recycle;
+#[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
+pub mod tensorrt;
 pub mod tract;
 
 use std::error::Error as StdError;
@@ -48,6 +51,11 @@ pub enum BackendError {
     #[error("cannot prepare {model} on {backend}")]
     Prepare {
         model: String,
+        backend: &'static str,
+        source: RuntimeError,
+    },
+    #[error("{backend} is not available on this machine")]
+    Unavailable {
         backend: &'static str,
         source: RuntimeError,
     },
@@ -89,6 +97,7 @@ impl BackendError {
         match self {
             BackendError::Run { .. } | BackendError::Panicked { .. } => BackendErrorKind::Rebuild,
             BackendError::Prepare { .. }
+            | BackendError::Unavailable { .. }
             | BackendError::Unsupported { .. }
             | BackendError::BufferType { .. }
             | BackendError::Shape(_) => BackendErrorKind::Fatal,

@@ -415,7 +415,8 @@ fn describe(decls: &[TensorDecl]) -> String {
         .join(", ")
 }
 
-fn dims_string(dims: &[DeclaredDim]) -> String {
+/// A declared shape for messages: `[1, 3, N]`.
+pub(crate) fn dims_string(dims: &[DeclaredDim]) -> String {
     let parts: Vec<String> = dims
         .iter()
         .map(|d| match d {

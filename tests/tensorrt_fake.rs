@@ -1,0 +1,94 @@
+//! The TensorRT backend over the fake shim (feature `tensorrt-fake`): fake engines built
+//! beside the golden graphs run the backend-generic conformance suite through the same FFI
+//! calls as TensorRT, and give exactly tract's results (the fake runs the same tract graphs).
+#![cfg(feature = "tensorrt-fake")]
+
+mod common;
+
+use moda_edge::backend::conformance::conformance;
+use moda_edge::backend::tensorrt::engine::EngineLookup;
+use moda_edge::backend::tensorrt::{MissingEngine, TensorRtBackend, TensorRtOptions};
+use moda_edge::backend::tract::TractBackend;
+use moda_edge::backend::{run_once, OnnxModel};
+
+fn fake_trt(dir: &std::path::Path, missing: MissingEngine) -> TensorRtBackend {
+    TensorRtBackend::new(TensorRtOptions {
+        device: 0,
+        lookup: EngineLookup::Dir(dir.into()),
+        missing,
+    })
+    .unwrap_or_else(|e| panic!("{e}"))
+}
+
+#[test]
+fn fake_engines_give_tracts_results_on_every_golden_network() {
+    let golden = common::reference_dir().join("golden");
+    let engines = tempfile::tempdir().unwrap();
+    let trt = fake_trt(engines.path(), MissingEngine::BuildFake);
+    let rows = conformance(&trt, &golden, |case| eprintln!("tensorrt-fake: {case}"))
+        .unwrap_or_else(|e| panic!("{}", moda_edge::util::error_chain(&e)));
+    let reference =
+        conformance(&TractBackend::default(), &golden, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    for r in &rows {
+        eprintln!(
+            "{:<26} {:<7} max abs {:.2e} (bound {:.0e})",
+            r.case, r.output, r.max_abs, r.bound
+        );
+    }
+    assert_eq!(rows.len(), 22);
+    assert!(rows.iter().all(|r| r.passed()), "{rows:?}");
+    // Bit-identical outputs give identical error measures, row by row.
+    assert_eq!(rows, reference);
+
+    // One engine and one sidecar per golden graph; a second backend loads them as they are.
+    let mut names: Vec<String> = std::fs::read_dir(engines.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names.len(), 8, "{names:?}");
+    assert!(names
+        .iter()
+        .all(|n| n.ends_with(".engine") || n.ends_with(".engine.json")));
+    let strict = fake_trt(engines.path(), MissingEngine::Fail);
+    let again = conformance(&strict, &golden, |_| {}).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(again, reference);
+}
+
+/// FaCo on the end-to-end run's smoothed streams: every output value bit for bit as tract's.
+#[test]
+fn a_fake_engine_output_is_bit_identical_to_tract() {
+    use moda_edge::model::import::{import, ImportOptions, Network};
+    use moda_edge::model::Tensor;
+    let proto = import(
+        Network::Faco,
+        &common::golden("faco/checkpoint.pkl"),
+        &ImportOptions::default(),
+    )
+    .unwrap();
+    let model = OnnxModel::from_proto("faco", &proto);
+    let stream = |name: &str, c: usize| {
+        let t = common::golden_npy(&format!("e2e/moda_smoothed_{name}.npy"));
+        Tensor::f32(vec![1, 208, c], t.to_f32_vec())
+    };
+    let template = common::golden_npy("faco/input_ref.npy");
+    let inputs = vec![
+        ("lip".to_string(), stream("lip", 120)),
+        ("eye".to_string(), stream("eye", 180)),
+        (
+            "template".to_string(),
+            Tensor::f32(vec![1, 1434], template.to_f32_vec()),
+        ),
+    ];
+    let engines = tempfile::tempdir().unwrap();
+    let trt = fake_trt(engines.path(), MissingEngine::BuildFake);
+    let got = run_once(&trt, &model, &inputs).unwrap();
+    let want = run_once(&TractBackend::default(), &model, &inputs).unwrap();
+    assert_eq!(got.len(), want.len());
+    for ((gn, g), (wn, w)) in got.iter().zip(&want) {
+        assert_eq!(gn, wn);
+        let g: Vec<u32> = g.to_f32_vec().iter().map(|x| x.to_bits()).collect();
+        let w: Vec<u32> = w.to_f32_vec().iter().map(|x| x.to_bits()).collect();
+        assert_eq!(g, w, "{gn}");
+    }
+}
