@@ -198,10 +198,10 @@ fn check_drawing(
     segment_bytes(&plan, segments.host_mut());
     let mut points = gpu.buffer(DRAW_POINTS * 8)?;
     let order = gpu.buffer(canvas * canvas * 4)?;
-    let mut cond = gpu.buffer(canvas * canvas * 3)?;
+    let cond = gpu.buffer(canvas * canvas * 3)?;
     let half = canvas / 2;
-    let mut small = gpu.buffer(half * half * 3)?;
-    let mut unit = gpu.buffer(3 * canvas * canvas * 4)?;
+    let small = gpu.buffer(half * half * 3)?;
+    let unit = gpu.buffer(3 * canvas * canvas * 4)?;
     p.stream.upload(&segments)?;
 
     let mut rng = ChaCha8Rng::seed_from_u64(7);
@@ -271,9 +271,9 @@ fn check_drawing(
             // the 496 points; they outlive `p.finish()` below.
             unsafe { p.run(call)? };
         }
-        p.stream.download(&mut cond)?;
-        p.stream.download(&mut small)?;
-        p.stream.download(&mut unit)?;
+        p.stream.download(&cond)?;
+        p.stream.download(&small)?;
+        p.stream.download(&unit)?;
         p.finish()?;
 
         drawer.process(&face_px, &shoulder_px, &mut cpu)?;
@@ -314,13 +314,13 @@ fn check_drawing(
 }
 
 fn check_time_code(gpu: &Gpu, p: &Probe, count: u64) -> Result<CheckLine, FrameGpuError> {
-    let mut code = gpu.buffer(13 * 4)?;
+    let code = gpu.buffer(13 * 4)?;
     let mut bad = 0;
     for k in 0..count {
         let c = code.device_ptr();
         // SAFETY: `code` holds 13 floats, all the kernel writes; it outlives `p.finish()`.
         unsafe { p.run(Call::TimeCode { frame: k, code: c })? };
-        p.stream.download(&mut code)?;
+        p.stream.download(&code)?;
         p.finish()?;
         bad += time_code(k as usize)
             .iter()
@@ -361,7 +361,7 @@ fn check_conversions(gpu: &Gpu, p: &Probe, side: usize) -> Result<Vec<CheckLine>
         .collect();
     let mut src = gpu.buffer(4 * values.len())?;
     f32_bytes(&values, src.host_mut());
-    let mut rgb = gpu.buffer(3 * n)?;
+    let rgb = gpu.buffer(3 * n)?;
     p.stream.upload(&src)?;
     let (s, d, np) = (src.device_ptr(), rgb.device_ptr(), n as u32);
     // SAFETY: `src` holds 3·n floats and `rgb` 3·n bytes; both outlive `p.finish()`.
@@ -372,7 +372,7 @@ fn check_conversions(gpu: &Gpu, p: &Probe, side: usize) -> Result<Vec<CheckLine>
             dst: d,
         })?
     };
-    p.stream.download(&mut rgb)?;
+    p.stream.download(&rgb)?;
     p.finish()?;
     let mut cpu = vec![0u8; 3 * n];
     unit_chw_to_u8_hwc(&values, side, side, &mut cpu)
@@ -431,7 +431,7 @@ fn check_conversions(gpu: &Gpu, p: &Probe, side: usize) -> Result<Vec<CheckLine>
             // SAFETY: `src` holds the w×h RGB picture and `dst` the layout's frame at this
             // stride (`frame_len`); both outlive `p.finish()`.
             unsafe { p.run(call)? };
-            p.stream.download(&mut dst)?;
+            p.stream.download(&dst)?;
             p.finish()?;
             lines.push(line(
                 format!("{kernel} ({w}×{h}, stride {stride})"),

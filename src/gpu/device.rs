@@ -246,19 +246,25 @@ impl Stream {
     }
 
     /// Queues the copy of the buffer's device side to its host side (nothing on an integrated
-    /// GPU). The host side is valid once an event recorded after this has completed.
+    /// GPU). The host side is valid once an event recorded after this has completed; until
+    /// then the caller must not read it (the copy writes it through the buffer's own pointer,
+    /// which is why a shared reference is enough).
     ///
     /// # Errors
     /// When the driver refuses the copy.
-    pub fn download(&self, buf: &mut Buffer) -> Result<(), GpuError> {
+    pub fn download(&self, buf: &Buffer) -> Result<(), GpuError> {
         if self.integrated || !buf.owns_device {
             return Ok(());
         }
-        let (device, stream) = (buf.device, self.inner.cu_stream());
-        // SAFETY: as in `upload`; the host side is not read until the caller has waited for an
-        // event recorded after this copy.
-        unsafe { result::memcpy_dtoh_async(buf.host_mut(), device, stream) }
-            .map_err(driver("device-to-host copy"))
+        // SAFETY: the destination is the buffer's pinned host allocation of `buf.len` bytes and
+        // the source its device allocation of the same size, both owned by `buf`, which the
+        // caller keeps alive (and does not read) until an event recorded after this copy has
+        // completed.
+        unsafe {
+            sys::cuMemcpyDtoHAsync_v2(buf.host.cast(), buf.device, buf.len, self.inner.cu_stream())
+        }
+        .result()
+        .map_err(driver("device-to-host copy"))
     }
 
     /// Records an event after the work queued so far.
@@ -392,7 +398,7 @@ mod tests {
                     .for_each(|(i, b)| *b = i as u8);
                 stream.upload(&buf).unwrap();
                 buf.host_mut().fill(0);
-                stream.download(&mut buf).unwrap();
+                stream.download(&buf).unwrap();
                 let done = stream.record().unwrap();
                 done.synchronize().unwrap();
                 assert!(done.query());

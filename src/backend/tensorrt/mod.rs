@@ -20,6 +20,7 @@ pub mod engine;
 mod ffi;
 mod handles;
 mod session;
+mod slots;
 
 #[cfg(feature = "tensorrt-fake")]
 pub mod fake;
@@ -50,6 +51,7 @@ use super::{Backend, BackendError, OnnxModel, PrepareOptions, TensorDesc};
 pub use self::handles::ShimError;
 pub use self::platform::Stream;
 pub use self::session::{TensorRtEvent, TensorRtPrepared, TensorRtSession};
+pub use self::slots::TensorRtSlotRenderer;
 
 const NAME: &str = "tensorrt";
 
