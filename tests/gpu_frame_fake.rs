@@ -82,6 +82,7 @@ fn same_frames(side: usize, slots: usize, output: OutputLayout, frames: u64) {
         device: 0,
         lookup: EngineLookup::Dir(engines.path().into()),
         missing: MissingEngine::BuildFake,
+        precision: None,
     })
     .unwrap();
     let gpu_renderer = trt.prepare(&model, &opts).unwrap();
@@ -202,7 +203,10 @@ fn one_and_two_slots_hand_out_the_same_frames_in_order() {
                 .unwrap();
             // A slot's frame comes out when the slot is taken again: the last `slots` frames
             // submitted are still in flight.
-            assert_eq!(got.borrow().len() as u64, (k + 1).saturating_sub(slots as u64));
+            assert_eq!(
+                got.borrow().len() as u64,
+                (k + 1).saturating_sub(slots as u64)
+            );
         }
         stage.finish(&mut sink).unwrap();
         drop(stage);

@@ -321,3 +321,44 @@ fn a_pipe_simulated_through_the_live_pipeline_gives_every_frame() {
         "stderr: {stderr}"
     );
 }
+
+/// `backend = "tensorrt"` in a test build, where the TensorRT backend runs over the fake shim
+/// (tract on the CPU, the same FFI calls and in-order streams): the live simulation of a file
+/// gives the CPU backend's frames byte for byte, and the engines it needed are written beside
+/// the ONNX files with their sidecars.
+#[cfg(feature = "tensorrt-fake")]
+#[test]
+fn the_tensorrt_backend_gives_the_cpu_backends_frames_through_the_live_pipeline() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = fixture(dir.path());
+    let wav = dir.path().join("speech.wav");
+    common::write_speechlike_wav(&wav, 16_000 * 2 + 500, 16_000, 1);
+    let run = |backend: &str| {
+        let out = dir.path().join(format!("{backend}.y4m"));
+        let mut c = daemon();
+        c.arg("--config")
+            .arg(&config)
+            .args(["--clock", "virtual", "--set"])
+            .arg(format!("backend={backend}"))
+            .arg("--set")
+            .arg(format!("audio.source=file://{}", wav.display()))
+            .arg("--set")
+            .arg(format!("video.sink=y4m://{}", out.display()))
+            .env_remove("NOTIFY_SOCKET");
+        let f = common::run_with_timeout(c, 300);
+        assert_eq!(f.code, Some(0), "{backend}: stderr: {}", f.stderr);
+        std::fs::read(out).unwrap()
+    };
+    let cpu = run("cpu");
+    let trt = run("tensorrt");
+    assert_eq!(
+        y4m_frames(&dir.path().join("tensorrt.y4m")).0,
+        moda_edge::motion::frame_count(16_000 * 2 + 500) as u64
+    );
+    assert!(cpu == trt, "the two backends' frames differ");
+    for onnx in ["models/moda", "models/faco", "avatar/renderer"] {
+        let engine = dir.path().join(format!("{onnx}.engine"));
+        assert!(engine.is_file(), "{} missing", engine.display());
+        assert!(dir.path().join(format!("{onnx}.engine.json")).is_file());
+    }
+}

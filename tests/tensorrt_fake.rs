@@ -16,6 +16,7 @@ fn fake_trt(dir: &std::path::Path, missing: MissingEngine) -> TensorRtBackend {
         device: 0,
         lookup: EngineLookup::Dir(dir.into()),
         missing,
+        precision: None,
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -91,4 +92,38 @@ fn a_fake_engine_output_is_bit_identical_to_tract() {
         let w: Vec<u32> = w.to_f32_vec().iter().map(|x| x.to_bits()).collect();
         assert_eq!(g, w, "{gn}");
     }
+}
+
+/// `moda-edge render --backend tensorrt` in a test build (the fake shim, which writes the
+/// engines it lacks): the same video as `--backend cpu`, byte for byte.
+#[test]
+fn render_through_the_tensorrt_backend_gives_the_cpu_backends_video() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    common::write_tiny_models(&models);
+    let avatar = dir.path().join("avatar");
+    moda_edge::face::avatar::write_synthetic(&models.join("renderer.onnx"), 256, &avatar).unwrap();
+    let wav = dir.path().join("speech.wav");
+    common::write_speechlike_wav(&wav, 16_000 + 900, 22_050, 2);
+    let render = |backend: &str| {
+        let out = dir.path().join(format!("{backend}.y4m"));
+        let mut c = common::moda_edge_command();
+        c.arg("render")
+            .arg(&wav)
+            .arg("--avatar")
+            .arg(&avatar)
+            .arg("--models")
+            .arg(&models)
+            .args(["--seed", "5", "--backend", backend, "-o"])
+            .arg(&out);
+        let f = common::run_with_timeout(c, 300);
+        assert_eq!(f.code, Some(0), "{backend}: {}", f.stderr);
+        std::fs::read(out).unwrap()
+    };
+    let cpu = render("cpu");
+    let trt = render("tensorrt");
+    assert!(cpu.len() > 1000);
+    assert!(cpu == trt, "the two backends' videos differ");
+    assert!(avatar.join("renderer.engine").is_file());
+    assert!(models.join("moda.engine.json").is_file());
 }

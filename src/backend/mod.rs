@@ -27,6 +27,7 @@ mod cache;
 pub mod conformance;
 mod guard;
 pub mod recycle;
+pub mod select;
 #[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
 pub mod tensorrt;
 pub mod tract;

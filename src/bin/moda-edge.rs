@@ -116,6 +116,75 @@ struct RenderCmd {
     /// CPU threads for matrix products.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
+}
+
+/// Which runtime runs the networks.
+#[derive(Args, Clone, Copy)]
+struct BackendArgs {
+    /// `cpu` (tract, any machine) or `tensorrt` (engines beside the ONNX files; builds with
+    /// feature `tensorrt`, i.e. `--features jetson` on the Jetson).
+    #[arg(long, value_enum, default_value_t = BackendArg::Cpu)]
+    backend: BackendArg,
+    /// CUDA device of the tensorrt backend.
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// Precision the TensorRT engines must have been built for (default: each as built).
+    #[arg(long, value_enum)]
+    precision: Option<PrecisionArg>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum BackendArg {
+    Cpu,
+    Tensorrt,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum PrecisionArg {
+    Fp32,
+    Fp16,
+    Int8,
+}
+
+impl BackendArgs {
+    fn tensorrt(self) -> moda_edge::backend::select::TensorRtChoice {
+        use moda_edge::backend::Precision;
+        moda_edge::backend::select::TensorRtChoice {
+            device: self.device,
+            precision: self.precision.map(|p| match p {
+                PrecisionArg::Fp32 => Precision::Fp32,
+                PrecisionArg::Fp16 => Precision::Fp16,
+                PrecisionArg::Int8 => Precision::Int8,
+            }),
+        }
+    }
+}
+
+/// Runs `$body` with `$b` bound to the chosen backend (a reference): tract, or TensorRT when
+/// this build has it; otherwise the enclosing function returns the one-line error of a build
+/// without it.
+macro_rules! with_backend {
+    ($args:expr, $threads:expr, |$b:ident| $body:expr) => {{
+        let args: BackendArgs = $args;
+        match args.backend {
+            BackendArg::Cpu => {
+                let $b = &TractBackend::new($threads);
+                $body
+            }
+            #[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
+            BackendArg::Tensorrt => {
+                let $b = &moda_edge::backend::select::open_tensorrt(args.tensorrt())?;
+                $body
+            }
+            #[cfg(not(any(feature = "tensorrt", feature = "tensorrt-fake")))]
+            BackendArg::Tensorrt => {
+                let _ = args.tensorrt();
+                return Err(moda_edge::backend::select::tensorrt_not_built().into());
+            }
+        }
+    }};
 }
 
 #[derive(Args)]
@@ -162,6 +231,8 @@ struct InferCmd {
     /// CPU threads for matrix products.
     #[arg(long, default_value_t = 1)]
     threads: usize,
+    #[command(flatten)]
+    backend: BackendArgs,
 }
 
 #[derive(Subcommand)]
@@ -453,7 +524,8 @@ fn infer_cmd(cmd: InferCmd) -> Result<()> {
         }
         inputs.push((name.to_string(), npy::read_finite(Path::new(file))?));
     }
-    let outputs = run_once(&TractBackend::new(threads), &model, &inputs)?;
+    let outputs: Vec<(String, moda_edge::model::Tensor)> =
+        with_backend!(cmd.backend, threads, |b| run_once(b, &model, &inputs))?;
     std::fs::create_dir_all(&cmd.output_dir)
         .with_context(|| format!("cannot create {}", cmd.output_dir.display()))?;
     for (name, t) in &outputs {
@@ -551,18 +623,13 @@ fn render_cmd(cmd: RenderCmd) -> Result<ExitCode> {
         )
         .expect("valid template"),
     );
-    let summary = render(
-        &TractBackend::new(threads),
-        &models,
-        &avatar,
-        &cmd.wav,
-        &uri,
-        &opts,
-        |done, total| {
-            bar.set_length(total as u64);
-            bar.set_position(done as u64);
-        },
-    )?;
+    let progress = |done: usize, total: usize| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+    };
+    let summary: moda_edge::offline::RenderSummary = with_backend!(cmd.backend, threads, |b| {
+        render(b, &models, &avatar, &cmd.wav, &uri, &opts, progress)
+    })?;
     bar.finish_and_clear();
     let rate = summary.frames as f64 / summary.wall_seconds.max(1e-9);
     if summary.interrupted && summary.frames == 0 {

@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use moda_edge::audio::capture::{Capture, CaptureSettings, ClockMode};
 use moda_edge::audio::{AlsaSettings, PlaybackSettings, PlaybackUri, SourceUri};
 use moda_edge::backend::tract::TractBackend;
-use moda_edge::backend::PlanCache;
+use moda_edge::backend::{Backend, PlanCache, Prepared};
 use moda_edge::clock::{Clock, MonotonicClock};
 use moda_edge::config::{BackendKind, Config, Settings};
 use moda_edge::daemon::{Notifier, Request, SecondStop, SignalListener, State, StatusReport};
@@ -120,9 +120,6 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     };
     if cli.dump.is_some() && pacing != Pacing::Virtual {
         bail!("--dump needs --clock virtual (the simulation writes its stages at the end)");
-    }
-    if settings.backend == BackendKind::TensorRt {
-        bail!("backend = \"tensorrt\": this moda-edged was built without the TensorRT backend; set backend = \"cpu\"");
     }
     let signals =
         SignalListener::install(SecondStop::Exit).context("cannot install the signal handlers")?;
@@ -249,6 +246,35 @@ fn live_settings(
     }
 }
 
+/// Runs `$body` with `$b` bound to an `Arc` of the backend `settings.backend` names; in a build
+/// without TensorRT, `backend = "tensorrt"` returns its one-line error from the enclosing
+/// function.
+macro_rules! with_backend {
+    ($settings:expr, |$b:ident| $body:expr) => {{
+        let settings: &Settings = $settings;
+        match settings.backend {
+            BackendKind::Cpu => {
+                let $b = Arc::new(TractBackend::new(settings.threads));
+                $body
+            }
+            #[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
+            BackendKind::TensorRt => {
+                let choice = moda_edge::backend::select::TensorRtChoice::default();
+                let $b =
+                    Arc::new(moda_edge::backend::select::open_tensorrt(choice).context("backend")?);
+                $body
+            }
+            #[cfg(not(any(feature = "tensorrt", feature = "tensorrt-fake")))]
+            BackendKind::TensorRt => {
+                return Err(
+                    anyhow::Error::from(moda_edge::backend::select::tensorrt_not_built())
+                        .context("backend"),
+                );
+            }
+        }
+    }};
+}
+
 impl Service {
     fn start(
         settings: &Settings,
@@ -257,7 +283,22 @@ impl Service {
         stall: Option<Arc<AtomicBool>>,
         clock: &Arc<dyn Clock>,
     ) -> Result<Service> {
-        let backend = Arc::new(TractBackend::new(settings.threads));
+        with_backend!(settings, |backend| Service::start_on(
+            backend, settings, pacing, dump, stall, clock
+        ))
+    }
+
+    fn start_on<B: Backend + 'static>(
+        backend: Arc<B>,
+        settings: &Settings,
+        pacing: Pacing,
+        dump: Option<PathBuf>,
+        stall: Option<Arc<AtomicBool>>,
+        clock: &Arc<dyn Clock>,
+    ) -> Result<Service>
+    where
+        <B::Prepared as Prepared>::Session: 'static,
+    {
         let cache = Arc::new(PlanCache::new(None));
         let models = MotionModels::load(&settings.models)?;
         let avatar = Avatar::load(&settings.avatar)?;
@@ -356,7 +397,14 @@ fn capture_period(settings: &Settings) -> Duration {
 
 /// `--check`: the config, the devices, the networks warmed up and timed, the budget.
 fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
-    let backend = Arc::new(TractBackend::new(settings.threads));
+    with_backend!(settings, |backend| check_on(backend, settings, clock))
+}
+
+fn check_on<B: Backend>(
+    backend: Arc<B>,
+    settings: &Settings,
+    clock: &Arc<dyn Clock>,
+) -> Result<ExitCode> {
     let cache = Arc::new(PlanCache::new(None));
     let models = MotionModels::load(&settings.models)?;
     let avatar = Avatar::load(&settings.avatar)?;
@@ -364,6 +412,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
         "config: ok ({} → {})",
         settings.audio.source, settings.video.sink
     );
+    println!("backend: {} ({})", backend.name(), backend.platform());
     // The devices open (and close again).
     let source = SourceUri::parse(&settings.audio.source).context("audio.source")?;
     let capture = Capture::start(&CaptureSettings::new(source), Arc::clone(clock))?;

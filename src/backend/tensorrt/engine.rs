@@ -114,6 +114,9 @@ pub struct Target<'a> {
     pub gpu_name: &'a str,
     pub compute_capability: (u32, u32),
     pub precision: Precision,
+    /// Whether an engine of another precision is refused. `false` when nobody asked for one
+    /// (the pipelines' default float32 request): the engine is used as it was built.
+    pub exact_precision: bool,
     /// The inputs with their concrete shapes, in model order.
     pub inputs: &'a [TensorDesc],
     pub onnx_sha256: &'a str,
@@ -358,7 +361,7 @@ pub fn check(files: &EngineFiles, target: &Target<'_>) -> Result<Option<Sidecar>
             command: command(),
         });
     }
-    if sidecar.precision != target.precision.name() {
+    if target.exact_precision && sidecar.precision != target.precision.name() {
         return Err(EngineError::Precision {
             engine: engine(),
             found: sidecar.precision,

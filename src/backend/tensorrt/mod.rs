@@ -46,7 +46,7 @@ use self::contract::Contract;
 use self::engine::{EngineError, EngineFiles, EngineLookup, Target};
 use self::handles::Runtime;
 use self::platform::Platform;
-use super::{Backend, BackendError, OnnxModel, PrepareOptions, TensorDesc};
+use super::{Backend, BackendError, OnnxModel, Precision, PrepareOptions, TensorDesc};
 
 pub use self::handles::ShimError;
 pub use self::platform::Stream;
@@ -73,9 +73,14 @@ pub struct TensorRtOptions {
     pub device: usize,
     pub lookup: EngineLookup,
     pub missing: MissingEngine,
+    /// The precision engines must have been built for; `None` takes each engine's as it was
+    /// built (the pipelines ask for float32, which then names the float32 engine only when
+    /// one has to be built).
+    pub precision: Option<Precision>,
 }
 
 /// TensorRT on one GPU.
+#[derive(Clone)]
 pub struct TensorRtBackend {
     options: TensorRtOptions,
     platform: Arc<Platform>,
@@ -132,7 +137,8 @@ impl TensorRtBackend {
             tensorrt_version: self.runtime.version(),
             gpu_name: self.platform.gpu_name(),
             compute_capability: self.platform.compute_capability(),
-            precision: opts.precision,
+            precision: self.options.precision.unwrap_or(opts.precision),
+            exact_precision: self.options.precision.is_some() || opts.precision != Precision::Fp32,
             inputs,
             onnx_sha256: model.sha256(),
         }
@@ -161,8 +167,10 @@ impl TensorRtBackend {
                 );
                 Ok(())
             }
+            // A fake engine is cheap: one is written for every new shape (an offline render
+            // prepares MODA for the clip's length).
             #[cfg(feature = "tensorrt-fake")]
-            Err(EngineError::Missing { .. })
+            Err(EngineError::Missing { .. } | EngineError::Shapes { .. })
                 if self.options.missing == MissingEngine::BuildFake =>
             {
                 self.build_fake(model, files, target)?;

@@ -380,6 +380,7 @@ fn engine_tensors_are_checked_against_the_onnx_contract() {
             gpu_name: "fake GPU (host memory)",
             compute_capability: (0, 0),
             precision: Precision::Fp32,
+            exact_precision: true,
             inputs: &inputs,
             onnx_sha256: model.sha256(),
         };
