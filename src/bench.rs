@@ -267,6 +267,136 @@ fn ort_median(
         .ok_or_else(|| fail("no median_ms in output".into()))
 }
 
+/// One network on another backend (TensorRT), timed, and checked against tract on the same
+/// inputs.
+#[derive(Clone, Debug)]
+pub struct CompareRow {
+    pub network: Network,
+    pub shapes: String,
+    /// Median of the timed runs, enqueue to completed event.
+    pub median_ms: f64,
+    /// Largest absolute difference from tract over every output value.
+    pub max_abs: f64,
+}
+
+/// Named input tensors of one run.
+type Inputs = Vec<(String, Tensor)>;
+
+/// The models of `opts` found on disk, with the benchmark's inputs.
+fn bench_models(opts: &BenchOptions) -> Result<Vec<(Network, OnnxModel, Inputs)>, BenchError> {
+    let mut found = Vec::new();
+    for network in [Network::Moda, Network::Faco, Network::Renderer] {
+        let path = opts.models.join(format!("{}.onnx", network.name()));
+        if path.exists() {
+            let model = OnnxModel::load(&path)?;
+            let inputs = inputs(network, &model, opts.frames, opts.size);
+            found.push((network, model, inputs));
+        }
+    }
+    Ok(found)
+}
+
+fn shapes_of(inputs: &[(String, Tensor)]) -> Vec<(&str, Vec<usize>)> {
+    inputs
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.shape.clone()))
+        .collect()
+}
+
+/// The shapes every network of `opts` is benchmarked at, as `prepare` takes them (for the
+/// engine-building commands of `bench --trtexec`).
+///
+/// # Errors
+/// A model that cannot be loaded.
+pub fn bench_shapes(
+    opts: &BenchOptions,
+) -> Result<Vec<(Network, OnnxModel, PrepareOptions)>, BenchError> {
+    Ok(bench_models(opts)?
+        .into_iter()
+        .map(|(network, model, inputs)| {
+            let shapes = PrepareOptions::shapes(&shapes_of(&inputs));
+            (network, model, shapes)
+        })
+        .collect())
+}
+
+/// Times every network of `opts` on `backend` (median of `iters` runs after one warm-up) and
+/// compares its outputs with tract's on the same inputs.
+///
+/// # Errors
+/// A model that cannot be loaded, prepared or run on either backend.
+pub fn compare<B: Backend>(
+    backend: &B,
+    opts: &BenchOptions,
+    mut progress: impl FnMut(&str),
+) -> Result<Vec<CompareRow>, BenchError> {
+    let tract = TractBackend::new(opts.threads);
+    let mut rows = Vec::new();
+    for (network, model, inputs) in bench_models(opts)? {
+        let name = network.name();
+        progress(&format!("{name}: preparing on {}", backend.name()));
+        let prepared = backend.prepare(&model, &PrepareOptions::shapes(&shapes_of(&inputs)))?;
+        let mut session = prepared.session()?;
+        crate::backend::fill_inputs(&prepared, &mut session, &inputs)?;
+        session.run()?; // warm-up
+        let mut runs = Vec::with_capacity(opts.iters);
+        for _ in 0..opts.iters {
+            let t0 = Instant::now();
+            session.run()?;
+            runs.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        let median_ms = median(runs);
+        progress(&format!(
+            "{name}: {} median {median_ms:.2} ms; running tract for the comparison",
+            backend.name()
+        ));
+        let reference = crate::backend::run_once(&tract, &model, &inputs)?;
+        let mut max_abs = 0f64;
+        for (i, desc) in prepared.outputs().iter().enumerate() {
+            let mut got = vec![0f32; desc.len()];
+            session.output(i)?.copy_to_f32(&mut got);
+            let want = reference
+                .iter()
+                .find(|(n, _)| *n == desc.name)
+                .and_then(|(_, t)| t.as_f32())
+                .unwrap_or(&[]);
+            for (a, b) in got.iter().zip(want) {
+                let d = (f64::from(*a) - f64::from(*b)).abs();
+                // A NaN on one side only is the largest error there is.
+                max_abs = max_abs.max(if d.is_nan() { f64::INFINITY } else { d });
+            }
+        }
+        rows.push(CompareRow {
+            network,
+            shapes: shapes_of(&inputs)
+                .iter()
+                .map(|(n, s)| format!("{n} {}", crate::model::checkpoint::shape_string(s)))
+                .collect::<Vec<_>>()
+                .join(", "),
+            median_ms,
+            max_abs,
+        });
+    }
+    Ok(rows)
+}
+
+/// The comparison in Markdown.
+pub fn compare_table(rows: &[CompareRow], backend: &str) -> String {
+    let mut s = format!(
+        "| network | inputs | {backend} median (ms) | max abs error vs tract |\n|---|---|---|---|\n"
+    );
+    for r in rows {
+        s.push_str(&format!(
+            "| {} | {} | {:.2} | {:.3e} |\n",
+            r.network.name(),
+            r.shapes,
+            r.median_ms,
+            r.max_abs
+        ));
+    }
+    s
+}
+
 /// The result table in Markdown (as in README.md).
 pub fn table(rows: &[BenchRow], threads: usize) -> String {
     let mut s = String::from(

@@ -127,3 +127,68 @@ fn render_through_the_tensorrt_backend_gives_the_cpu_backends_video() {
     assert!(avatar.join("renderer.engine").is_file());
     assert!(models.join("moda.engine.json").is_file());
 }
+
+/// `bench --trtexec` prints one engine-building command per network for the shapes it
+/// benchmarks; `bench --backend tensorrt` then times each network there and compares it with
+/// tract (the fake's engines are tract's graphs: no difference), and an engine of another
+/// precision than asked for is one line with the command that builds the right one.
+#[test]
+fn bench_compares_the_tensorrt_backend_with_tract_and_prints_the_engine_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    common::write_tiny_models(&models);
+    let bench = |args: &[&str]| {
+        let mut c = common::moda_edge_command();
+        c.arg("bench")
+            .arg("--models")
+            .arg(&models)
+            .args(["--frames", "40", "--size", "256", "--iters", "2"])
+            .args(args);
+        common::run_with_timeout(c, 300)
+    };
+    let f = bench(&["--trtexec", "--precision", "fp16"]);
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    let lines: Vec<&str> = f.stdout.lines().collect();
+    assert_eq!(lines.len(), 3, "{}", f.stdout);
+    let renderer = models.join("renderer");
+    assert_eq!(
+        lines[2],
+        format!(
+            "trtexec --onnx={0}.onnx --saveEngine={0}.engine \
+             --shapes=mesh_image:1x3x256x256,reference:1x3x256x256,time_code:1x13 --fp16",
+            renderer.display()
+        )
+    );
+
+    let f = bench(&["--backend", "tensorrt"]);
+    assert_eq!(f.code, Some(0), "{}", f.stderr);
+    let rows: Vec<&str> = f.stdout.lines().filter(|l| l.starts_with("| ")).collect();
+    assert_eq!(rows.len(), 4, "{}", f.stdout);
+    assert!(rows[0].contains("tensorrt median (ms)"));
+    for row in &rows[1..] {
+        assert!(row.ends_with("| 0.000e0 |"), "{row}");
+    }
+
+    // After its progress lines, one error line naming the engine, both precisions and the fix.
+    let f = bench(&["--backend", "tensorrt", "--precision", "fp16"]);
+    assert_eq!(f.code, Some(1), "{}", f.stderr);
+    assert!(!f.stderr.contains("panicked"), "{}", f.stderr);
+    let errors: Vec<&str> = f
+        .stderr
+        .lines()
+        .filter(|l| !l.starts_with("bench: "))
+        .collect();
+    assert_eq!(errors.len(), 1, "{}", f.stderr);
+    for name in [
+        "moda.engine",
+        "built for fp32 precision, expected fp16",
+        "trtexec",
+        "--fp16",
+    ] {
+        assert!(
+            errors[0].starts_with("error: ") && errors[0].contains(name),
+            "{}",
+            errors[0]
+        );
+    }
+}

@@ -6,7 +6,7 @@
 //! missing or mismatched one is one error line with the command that builds the right one. A
 //! build without feature `tensorrt` (or its test stand-in `tensorrt-fake`) says so in one line.
 
-use super::{BackendError, Precision};
+use super::{BackendError, OnnxModel, Precision, TensorDesc};
 
 /// Where the TensorRT backend runs and what its engines must be.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -30,7 +30,7 @@ pub fn open_tensorrt(choice: TensorRtChoice) -> Result<TensorRtBackend, BackendE
     use super::tensorrt::{engine::EngineLookup, MissingEngine, TensorRtOptions};
     #[cfg(feature = "tensorrt-fake")]
     let missing = {
-        log::warn!("tensorrt: the fake TensorRT of a test build (tract on the CPU); missing engines are written as fake ones");
+        log::info!("tensorrt: the fake TensorRT of a test build (tract on the CPU); missing engines are written as fake ones");
         MissingEngine::BuildFake
     };
     #[cfg(not(feature = "tensorrt-fake"))]
@@ -51,4 +51,29 @@ pub fn tensorrt_not_built() -> BackendError {
                  `cargo build --release --features jetson` (JetPack 6), or use the cpu backend"
             .into(),
     }
+}
+
+/// The `trtexec` command that builds `model`'s engine beside its ONNX file for `inputs` (the
+/// concrete shapes) at `precision`; the runtime then finds it there.
+pub fn trtexec_beside(model: &OnnxModel, inputs: &[TensorDesc], precision: Precision) -> String {
+    let onnx = std::path::PathBuf::from(&model.label);
+    let engine = onnx.with_extension("engine");
+    let shapes = inputs
+        .iter()
+        .map(|d| {
+            let dims: Vec<String> = d.shape.iter().map(ToString::to_string).collect();
+            format!("{}:{}", d.name, dims.join("x"))
+        })
+        .collect::<Vec<_>>()
+        .join(",");
+    let flag = match precision {
+        Precision::Fp32 => "",
+        Precision::Fp16 => " --fp16",
+        Precision::Int8 => " --int8",
+    };
+    format!(
+        "trtexec --onnx={} --saveEngine={} --shapes={shapes}{flag}",
+        onnx.display(),
+        engine.display()
+    )
 }

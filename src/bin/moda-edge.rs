@@ -315,6 +315,14 @@ struct BenchCmd {
     /// time goes, per network.
     #[arg(long)]
     profile: bool,
+    /// With `--backend tensorrt`: time each network there and give its largest difference
+    /// from tract on the same inputs (the TensorRT engines must exist beside the ONNX files).
+    #[command(flatten)]
+    backend: BackendArgs,
+    /// Print the `trtexec` command that builds each network's engine for the shapes benchmarked
+    /// (at `--precision`), and exit.
+    #[arg(long)]
+    trtexec: bool,
 }
 
 fn main() -> ExitCode {
@@ -579,6 +587,30 @@ fn bench_cmd(cmd: BenchCmd) -> Result<()> {
         recycle: !cmd.no_recycle,
         profile: cmd.profile,
     };
+    if cmd.trtexec {
+        let precision = cmd.backend.tensorrt().precision.unwrap_or_default();
+        for (_, model, shapes) in moda_edge::bench::bench_shapes(&opts)? {
+            let inputs = model.resolve_shapes(&shapes.shapes)?;
+            println!(
+                "{}",
+                moda_edge::backend::select::trtexec_beside(&model, &inputs, precision)
+            );
+        }
+        return Ok(());
+    }
+    if cmd.backend.backend == BackendArg::Tensorrt {
+        let threads = opts.threads;
+        let rows = with_backend!(cmd.backend, threads, |b| moda_edge::bench::compare(
+            b,
+            &opts,
+            |line| eprintln!("bench: {line}")
+        ))?;
+        if rows.is_empty() {
+            bail!("no model found in {}", opts.models.display());
+        }
+        print!("{}", moda_edge::bench::compare_table(&rows, "tensorrt"));
+        return Ok(());
+    }
     let rows = moda_edge::bench::run(&opts, |line| eprintln!("bench: {line}"))?;
     if rows.is_empty() {
         bail!("no model found in {} (expected moda.onnx, faco.onnx, renderer.onnx; see `moda-edge models init`)", opts.models.display());
