@@ -90,7 +90,7 @@ fn same_frames(side: usize, slots: usize, output: OutputLayout, frames: u64) {
     u8_hwc_to_unit_chw(&cpu.reference_small, side, side, &mut reference_unit).unwrap();
     let mut stage = GpuFrameStage::new(
         HostFrameDevice,
-        TensorRtSlotRenderer::new(&gpu_renderer, side).unwrap(),
+        TensorRtSlotRenderer::new(std::sync::Arc::new(gpu_renderer), side).unwrap(),
         &DrawPlan::new(&Tables::official().unwrap()),
         &reference_unit,
         FrameGpuSettings {
@@ -251,4 +251,58 @@ fn bad_settings_are_refused_with_the_reason() {
         ..good
     };
     assert!(err(narrow, 3 * 256 * 256).contains("stride is too small"));
+}
+
+/// The TensorRT backend's render stage for the live pipeline is the GPU frame stage (its
+/// condition image never reaches the host), and it renders the CPU stage's pictures.
+#[test]
+fn the_tensorrt_backends_live_render_stage_is_the_gpu_stage_and_matches_the_cpu() {
+    use moda_edge::backend::PlanCache;
+    use moda_edge::pipeline::frame::cpu_render_stage;
+    use moda_edge::pipeline::RenderStages;
+    use std::sync::Arc;
+    let dir = tempfile::tempdir().unwrap();
+    let renderer = dir.path().join("renderer.onnx");
+    let model = init(Network::Renderer, Preset::Tiny, 1);
+    std::fs::write(&renderer, prost::Message::encode_to_vec(&model)).unwrap();
+    let avatar_dir = dir.path().join("avatar");
+    moda_edge::face::avatar::write_synthetic(&renderer, 256, &avatar_dir).unwrap();
+    let avatar = moda_edge::face::avatar::Avatar::load(&avatar_dir).unwrap();
+    let settings = FrameSettings {
+        canvas: avatar.config.canvas,
+        size: 256,
+        time_code_period: Some(PERIOD),
+    };
+    let trt = Arc::new(
+        TensorRtBackend::new(TensorRtOptions {
+            device: 0,
+            lookup: EngineLookup::BesideOnnx,
+            missing: MissingEngine::BuildFake,
+            precision: None,
+        })
+        .unwrap(),
+    );
+    let mut gpu =
+        TensorRtBackend::render_stage(&trt, &Arc::new(PlanCache::new(None)), &avatar, settings)
+            .unwrap();
+    let tract = Arc::new(TractBackend::default());
+    let mut cpu =
+        cpu_render_stage(&tract, &Arc::new(PlanCache::new(None)), &avatar, settings).unwrap();
+    assert!(
+        gpu.buffers().cond.is_empty(),
+        "the GPU stage keeps the condition image on the device"
+    );
+    assert!(!cpu.buffers().cond.is_empty());
+    let mut rng = ChaCha8Rng::seed_from_u64(77);
+    for k in 595..603 {
+        let m = motion(&mut rng, k);
+        assert_eq!(gpu.process(&m).unwrap(), FrameOutcome::Rendered);
+        assert_eq!(cpu.process(&m).unwrap(), FrameOutcome::Rendered);
+        assert!(gpu.buffers().out == cpu.buffers().out, "frame {k} differs");
+        assert_eq!(gpu.buffers().face_px, cpu.buffers().face_px);
+    }
+    // A frame with non-finite motion keeps the previous picture, as on the CPU.
+    let mut bad = motion(&mut rng, 603);
+    bad.face[0] = f32::NAN;
+    assert_eq!(gpu.process(&bad).unwrap(), FrameOutcome::KeptPrevious);
 }

@@ -16,7 +16,7 @@ use clap::{Parser, ValueEnum};
 use moda_edge::audio::capture::{Capture, CaptureSettings, ClockMode};
 use moda_edge::audio::{AlsaSettings, PlaybackSettings, PlaybackUri, SourceUri};
 use moda_edge::backend::tract::TractBackend;
-use moda_edge::backend::{Backend, PlanCache, Prepared};
+use moda_edge::backend::{PlanCache, Prepared};
 use moda_edge::clock::{Clock, MonotonicClock};
 use moda_edge::config::{BackendKind, Config, Settings};
 use moda_edge::daemon::{Notifier, Request, SecondStop, SignalListener, State, StatusReport};
@@ -25,6 +25,7 @@ use moda_edge::pipeline::live::{
     self, check_budget, AudioOut, LiveParts, LivePipeline, LiveSettings, Pacing, PlaybackOut,
 };
 use moda_edge::pipeline::MotionModels;
+use moda_edge::pipeline::RenderStages;
 use moda_edge::sink::{SinkSettings, SinkUri};
 
 /// tract's activations come from blocks recycled run to run, so a warm session's `run` takes
@@ -288,7 +289,7 @@ impl Service {
         ))
     }
 
-    fn start_on<B: Backend + 'static>(
+    fn start_on<B: RenderStages>(
         backend: Arc<B>,
         settings: &Settings,
         pacing: Pacing,
@@ -400,7 +401,7 @@ fn check(settings: &Settings, clock: &Arc<dyn Clock>) -> Result<ExitCode> {
     with_backend!(settings, |backend| check_on(backend, settings, clock))
 }
 
-fn check_on<B: Backend>(
+fn check_on<B: RenderStages>(
     backend: Arc<B>,
     settings: &Settings,
     clock: &Arc<dyn Clock>,

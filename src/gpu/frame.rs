@@ -177,10 +177,10 @@ pub trait FrameBuffer: Send {
 }
 
 /// What the frame stage needs of a device: buffers, in-order streams, events and the kernels.
-pub trait FrameDevice {
+pub trait FrameDevice: Send {
     type Buffer: FrameBuffer;
-    type Stream;
-    type Event;
+    type Stream: Send;
+    type Event: Send;
 
     /// A buffer of `bytes` bytes, zero-filled.
     ///

@@ -10,7 +10,8 @@
 //!   loaded at run time so that a machine without libcuda gets an error, not a crash;
 //!   [`cuda_frame`]: the kernels loaded and launched; [`check`]: `moda-edge gpu-check`.
 //! - With `cuda` or `tensorrt-fake` (and in tests): [`frame`], the double-buffered frame stage over any
-//!   [`frame::FrameDevice`].
+//!   [`frame::FrameDevice`]; with `tensorrt` or `tensorrt-fake`, [`live`]: that stage as the
+//!   TensorRT backend's render stage in the live pipeline.
 
 pub mod kernels;
 
@@ -18,6 +19,8 @@ pub mod kernels;
 mod host;
 #[cfg(feature = "tensorrt-fake")]
 pub mod host_device;
+#[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
+pub mod live;
 
 #[cfg(feature = "cuda")]
 pub mod check;

@@ -14,12 +14,16 @@
 
 use super::expect_output;
 use super::motion::MotionFrame;
+use std::sync::Arc;
+
 use crate::backend::{
-    BackendError, ElemType, HostMut, PrepareOptions, Prepared, Session, ShapeError,
+    Backend, BackendError, ElemType, HostMut, PlanCache, PrepareOptions, Prepared, Session,
+    ShapeError,
 };
 use crate::draw::condition::{ConditionDrawer, DrawError, DrawSettings};
 use crate::draw::convert::{shrink_2x, u8_hwc_to_unit_chw, unit_chw_to_u8_hwc, ConvertError};
 use crate::draw::timecode::time_code;
+use crate::face::avatar::Avatar;
 use crate::face::repr::{Repr, ReprError};
 use crate::face::tables::{Tables, TablesError, FACE_POINTS, SHOULDER_POINTS};
 
@@ -68,12 +72,97 @@ pub enum FrameError {
     Pose(#[from] ReprError),
     #[error(transparent)]
     Backend(#[from] BackendError),
+    #[error("GPU frame stage: {0}")]
+    Gpu(String),
 }
 
 impl From<ShapeError> for FrameError {
     fn from(e: ShapeError) -> FrameError {
         FrameError::Backend(e.into())
     }
+}
+
+/// What the drivers need of a frame stage: render a motion frame, then read the picture (and
+/// the points it was drawn from) in [`RenderStage::buffers`].
+pub trait RenderStage: Send {
+    /// Renders `motion`; the picture is then in `buffers().out`. Does not allocate.
+    ///
+    /// # Errors
+    /// A buffer that does not fit, or the renderer failing.
+    fn process(&mut self, motion: &MotionFrame) -> Result<FrameOutcome, FrameError>;
+
+    /// The last frame's products.
+    fn buffers(&self) -> &FrameBuffers;
+}
+
+impl<S: Session> RenderStage for FrameStage<S> {
+    fn process(&mut self, motion: &MotionFrame) -> Result<FrameOutcome, FrameError> {
+        FrameStage::process(self, motion)
+    }
+
+    fn buffers(&self) -> &FrameBuffers {
+        &self.buffers
+    }
+}
+
+/// The render stage a backend runs the live pipeline with. By default the CPU [`FrameStage`]
+/// over a session of the avatar's renderer prepared through `cache`; the TensorRT backend
+/// runs the GPU frame stage instead (`crate::gpu::live`).
+pub trait RenderStages: Backend + Sized + 'static {
+    /// Builds the stage for `avatar` with `settings`.
+    ///
+    /// # Errors
+    /// The renderer that does not load, prepare or fit the contract; a device failure.
+    fn render_stage(
+        backend: &Arc<Self>,
+        cache: &Arc<PlanCache<Self>>,
+        avatar: &Avatar,
+        settings: FrameSettings,
+    ) -> Result<Box<dyn RenderStage>, FrameError>
+    where
+        <Self::Prepared as Prepared>::Session: 'static,
+    {
+        cpu_render_stage(backend, cache, avatar, settings)
+    }
+}
+
+impl RenderStages for crate::backend::tract::TractBackend {}
+
+/// The avatar's renderer prepared through `cache` for `settings`.
+///
+/// # Errors
+/// A renderer file that does not load, is not a renderer, or does not prepare.
+pub fn prepare_renderer<B: Backend>(
+    backend: &Arc<B>,
+    cache: &Arc<PlanCache<B>>,
+    avatar: &Avatar,
+    settings: FrameSettings,
+) -> Result<Arc<B::Prepared>, FrameError> {
+    let renderer = crate::backend::OnnxModel::load(&avatar.renderer_path())?;
+    renderer.check_kind("renderer")?;
+    Ok(cache.prepare(backend.as_ref(), &renderer, &settings.prepare_options())?)
+}
+
+/// The CPU frame stage over a session of the avatar's renderer.
+///
+/// # Errors
+/// As [`prepare_renderer`] and [`FrameStage::new`].
+pub fn cpu_render_stage<B: Backend>(
+    backend: &Arc<B>,
+    cache: &Arc<PlanCache<B>>,
+    avatar: &Avatar,
+    settings: FrameSettings,
+) -> Result<Box<dyn RenderStage>, FrameError>
+where
+    <B::Prepared as Prepared>::Session: 'static,
+{
+    let prepared = prepare_renderer(backend, cache, avatar, settings)?;
+    Ok(Box::new(FrameStage::new(
+        prepared.as_ref(),
+        avatar.repr(),
+        &avatar.reference,
+        settings,
+    )?))
 }
 
 /// One frame's products.

@@ -18,7 +18,7 @@ pub mod frame;
 pub mod live;
 pub mod motion;
 
-pub use frame::{FrameError, FrameOutcome, FrameSettings, FrameStage};
+pub use frame::{FrameError, FrameOutcome, FrameSettings, FrameStage, RenderStage, RenderStages};
 pub use motion::{
     MotionError, MotionFrame, MotionModels, MotionSettings, MotionStage, MotionStats, WindowPolicy,
 };

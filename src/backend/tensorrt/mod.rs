@@ -117,6 +117,11 @@ impl TensorRtBackend {
         })
     }
 
+    /// The CUDA device ordinal it runs on.
+    pub fn device(&self) -> usize {
+        self.options.device
+    }
+
     /// The loaded TensorRT version, `10.3.0`.
     pub fn version(&self) -> &str {
         self.runtime.version()
@@ -259,12 +264,16 @@ impl Backend for TensorRtBackend {
             model,
             files: &files,
         };
-        contract
-            .check_inputs(&io, &inputs)
-            .map_err(&prepare_error)?;
-        let outputs = contract
-            .outputs(&engine, &io, &inputs)
-            .map_err(&prepare_error)?;
+        // An engine that does not fit the contract (one built by hand for other shapes, without
+        // a sidecar) gets the command that builds the right one, as a sidecar mismatch does.
+        let rebuild = |detail: String| {
+            prepare_error(format!(
+                "{detail}; rebuild it: {}",
+                engine::trtexec_command(&files, &target)
+            ))
+        };
+        contract.check_inputs(&io, &inputs).map_err(rebuild)?;
+        let outputs = contract.outputs(&engine, &io, &inputs).map_err(rebuild)?;
         let names = |descs: &[TensorDesc]| -> Result<Vec<CString>, BackendError> {
             descs
                 .iter()

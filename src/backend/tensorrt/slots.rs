@@ -4,6 +4,7 @@
 //! conversion. No host copy: the kernels write the inputs and read the output in place.
 
 use std::ffi::CString;
+use std::sync::Arc;
 
 use super::contract::set_input_shapes;
 use super::handles::Context;
@@ -15,8 +16,8 @@ use crate::gpu::frame::{FrameDevice, FrameGpuError, RendererIo, SlotRenderer};
 const TENSORS: [&str; 4] = ["mesh_image", "reference", "time_code", "image"];
 
 /// A prepared renderer engine driving the frame stage's slots.
-pub struct TensorRtSlotRenderer<'p> {
-    prepared: &'p TensorRtPrepared,
+pub struct TensorRtSlotRenderer {
+    prepared: Arc<TensorRtPrepared>,
     names: Vec<CString>,
     contexts: Vec<Context>,
 }
@@ -25,13 +26,13 @@ fn renderer_error(e: impl std::fmt::Display) -> FrameGpuError {
     FrameGpuError::Renderer(e.to_string())
 }
 
-impl<'p> TensorRtSlotRenderer<'p> {
+impl TensorRtSlotRenderer {
     /// Checks that `prepared` is a float32 renderer (`mesh_image`, `reference`, `time_code` in,
     /// `image` out) for the stage's side.
     ///
     /// # Errors
     /// A missing tensor or one of another shape or element type, named.
-    pub fn new(prepared: &'p TensorRtPrepared, side: usize) -> Result<Self, FrameGpuError> {
+    pub fn new(prepared: Arc<TensorRtPrepared>, side: usize) -> Result<Self, FrameGpuError> {
         let image = vec![1, 3, side, side];
         let want = [image.clone(), image.clone(), vec![1, 13], image];
         for (name, shape) in TENSORS.iter().zip(&want) {
@@ -64,7 +65,7 @@ impl<'p> TensorRtSlotRenderer<'p> {
     }
 }
 
-impl<D: FrameDevice> SlotRenderer<D> for TensorRtSlotRenderer<'_> {
+impl<D: FrameDevice> SlotRenderer<D> for TensorRtSlotRenderer {
     fn bind(&mut self, slot: usize, io: &RendererIo) -> Result<(), FrameGpuError> {
         if slot != self.contexts.len() {
             return Err(renderer_error(format!(

@@ -5,11 +5,11 @@ use std::time::{Duration, Instant};
 
 use super::schedule::BudgetNeeds;
 use super::{LiveError, LiveSettings};
-use crate::backend::{Backend, PlanCache};
+use crate::backend::PlanCache;
 use crate::clock::FrameClock;
 use crate::face::avatar::Avatar;
 use crate::pipeline::{
-    FrameError, FrameSettings, FrameStage, MotionFrame, MotionModels, MotionSettings, MotionStage,
+    FrameSettings, MotionFrame, MotionModels, MotionSettings, MotionStage, RenderStages,
     WindowPolicy,
 };
 
@@ -30,7 +30,7 @@ pub struct Measured {
 ///
 /// # Errors
 /// A stage that cannot be built or run.
-pub fn measure<B: Backend>(
+pub fn measure<B: RenderStages>(
     backend: &Arc<B>,
     cache: &Arc<PlanCache<B>>,
     models: &MotionModels,
@@ -56,21 +56,7 @@ pub fn measure<B: Backend>(
         size: avatar.config.renderer_size,
         time_code_period: Some(settings.time_code_period),
     };
-    let renderer =
-        crate::backend::OnnxModel::load(&avatar.renderer_path()).map_err(FrameError::from)?;
-    let prepared = cache
-        .prepare(
-            backend.as_ref(),
-            &renderer,
-            &frame_settings.prepare_options(),
-        )
-        .map_err(FrameError::from)?;
-    let mut stage = FrameStage::new(
-        prepared.as_ref(),
-        avatar.repr(),
-        &avatar.reference,
-        frame_settings,
-    )?;
+    let mut stage = B::render_stage(backend, cache, avatar, frame_settings)?;
     // A speech-like test signal long enough for the runs.
     let clock = FrameClock::MODA;
     let chunks = runs + 2;

@@ -42,8 +42,8 @@ pub use schedule::{check_budget, BudgetError, BudgetNeeds, Presenter, Schedule};
 
 use super::motion::StreamingSettings;
 use super::{
-    FrameError, FrameSettings, FrameStage, MotionError, MotionFrame, MotionModels, MotionSettings,
-    MotionStage, WindowPolicy,
+    FrameError, FrameSettings, MotionError, MotionFrame, MotionModels, MotionSettings, MotionStage,
+    RenderStages, WindowPolicy,
 };
 use crate::backend::{Backend, PlanCache, Prepared};
 use crate::clock::{Clock, FrameClock, Pts};
@@ -154,7 +154,7 @@ impl LivePipeline {
     ///
     /// # Errors
     /// A stage that cannot be built (models, avatar), or a thread that cannot start.
-    pub fn start<B: Backend + 'static>(
+    pub fn start<B: RenderStages>(
         parts: LiveParts<B>,
         settings: LiveSettings,
     ) -> Result<LivePipeline, LiveError>
@@ -177,22 +177,7 @@ impl LivePipeline {
             size: avatar.config.renderer_size,
             time_code_period: Some(settings.time_code_period),
         };
-        let renderer =
-            crate::backend::OnnxModel::load(&avatar.renderer_path()).map_err(FrameError::from)?;
-        renderer.check_kind("renderer").map_err(FrameError::from)?;
-        let prepared = cache
-            .prepare(
-                backend.as_ref(),
-                &renderer,
-                &frame_settings.prepare_options(),
-            )
-            .map_err(FrameError::from)?;
-        let mut stage = FrameStage::new(
-            prepared.as_ref(),
-            avatar.repr(),
-            &avatar.reference,
-            frame_settings,
-        )?;
+        let mut stage = B::render_stage(&backend, &cache, &avatar, frame_settings)?;
         let mut motion = MotionStage::new(
             Arc::clone(&backend),
             Arc::clone(&cache),
@@ -297,7 +282,7 @@ impl LivePipeline {
                 let mut dumped = dump.as_ref().map(|_| dump::LiveDump::default());
                 let r = threads::render_loop(
                     &shared!(c),
-                    &mut stage,
+                    stage.as_mut(),
                     &render_rx,
                     &motion_free_tx,
                     &to_output,

@@ -13,9 +13,9 @@ use super::metrics::{beat, Metrics};
 use super::schedule::{Indexed, Presenter, Schedule};
 use super::{LiveError, Pacing};
 use crate::audio::Timing;
-use crate::backend::{Backend, Session};
+use crate::backend::Backend;
 use crate::clock::{Clock, FrameClock, Pts};
-use crate::pipeline::{FrameOutcome, FrameStage, MotionFrame, MotionStage};
+use crate::pipeline::{FrameOutcome, MotionFrame, MotionStage, RenderStage};
 use crate::sink::{Frame, FrameSink, WriteOutcome};
 
 /// Samples the motion thread takes from the feed at a time (10 ms at 16 kHz), and the size of
@@ -251,9 +251,9 @@ pub(super) struct RenderDebug<'a> {
 /// it could actually start: a frame whose deadline is nearer than the last render took is
 /// skipped. The `stall` debug control blocks the loop without a heartbeat.
 #[allow(clippy::too_many_arguments)]
-pub(super) fn render_loop<S: Session>(
+pub(super) fn render_loop(
     sh: &Shared<'_>,
-    stage: &mut FrameStage<S>,
+    stage: &mut dyn RenderStage,
     rx: &Receiver<ToRender>,
     motion_free: &SyncSender<Box<MotionFrame>>,
     to_output: &SyncSender<ToOutput>,
@@ -321,10 +321,10 @@ pub(super) fn render_loop<S: Session>(
         }
         render_time = sh.clock.now().since(started);
         if let Some(d) = dump.as_deref_mut() {
-            d.record(&frame, &stage.buffers);
+            d.record(&frame, stage.buffers());
         }
         let _ = motion_free.send(frame);
-        rgb.copy_from_slice(&stage.buffers.out);
+        rgb.copy_from_slice(&stage.buffers().out);
         if let Some(side) = debug.stamp {
             crate::sink::stamp::write(&mut rgb, side, side, k as u32, fclock.first_sample(k));
         }
