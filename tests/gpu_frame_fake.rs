@@ -6,9 +6,7 @@
 #![cfg(feature = "tensorrt-fake")]
 
 use moda_edge::backend::tensorrt::engine::EngineLookup;
-use moda_edge::backend::tensorrt::{
-    MissingEngine, TensorRtBackend, TensorRtOptions, TensorRtSlotRenderer,
-};
+use moda_edge::backend::tensorrt::{MissingEngine, TensorRtBackend, TensorRtOptions};
 use moda_edge::backend::tract::TractBackend;
 use moda_edge::backend::{Backend, OnnxModel};
 use moda_edge::draw::convert::u8_hwc_to_unit_chw;
@@ -19,6 +17,7 @@ use moda_edge::face::tables::{Tables, FACE_POINTS, SHOULDER_POINTS};
 use moda_edge::gpu::frame::{FrameGpuSettings, GpuFrameStage, OutputLayout, StandInRenderer};
 use moda_edge::gpu::host_device::HostFrameDevice;
 use moda_edge::gpu::kernels::DrawPlan;
+use moda_edge::gpu::live::TensorRtSlotRenderer;
 use moda_edge::model::import::{init, Network};
 use moda_edge::model::Preset;
 use moda_edge::pipeline::{FrameOutcome, FrameSettings, FrameStage, MotionFrame};

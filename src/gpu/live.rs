@@ -12,10 +12,13 @@
 
 use std::sync::Arc;
 
-use super::frame::{FrameDevice, FrameGpuError, FrameGpuSettings, GpuFrameStage, OutputLayout};
+use super::frame::{
+    FrameDevice, FrameGpuError, FrameGpuSettings, GpuFrameStage, OutputLayout, RendererIo,
+    SlotRenderer,
+};
 use super::kernels::DrawPlan;
-use crate::backend::tensorrt::{TensorRtBackend, TensorRtSlotRenderer};
-use crate::backend::PlanCache;
+use crate::backend::tensorrt::{BoundContext, TensorRtBackend, TensorRtPrepared};
+use crate::backend::{ElemType, PlanCache, Prepared};
 use crate::draw::convert::{shrink_2x, u8_hwc_to_unit_chw};
 use crate::face::avatar::Avatar;
 use crate::face::repr::Repr;
@@ -25,6 +28,91 @@ use crate::pipeline::{FrameOutcome, MotionFrame, RenderStage, RenderStages};
 
 fn gpu_error(e: FrameGpuError) -> FrameError {
     FrameError::Gpu(e.to_string())
+}
+
+fn renderer_error(e: impl std::fmt::Display) -> FrameGpuError {
+    FrameGpuError::Renderer(e.to_string())
+}
+
+/// The renderer's tensors, by name, in the order of [`RendererIo`].
+const TENSORS: [&str; 4] = ["mesh_image", "reference", "time_code", "image"];
+
+/// A prepared renderer engine as the frame stage's network step: one execution context per
+/// slot, bound once to that slot's buffers by tensor name, each run enqueued on the slot's
+/// stream between its drawing kernels and its output conversion.
+pub struct TensorRtSlotRenderer {
+    prepared: Arc<TensorRtPrepared>,
+    contexts: Vec<BoundContext>,
+}
+
+impl TensorRtSlotRenderer {
+    /// Checks that `prepared` is a float32 renderer (`mesh_image`, `reference`, `time_code` in,
+    /// `image` out) for the stage's side.
+    ///
+    /// # Errors
+    /// A missing tensor or one of another shape or element type, named.
+    pub fn new(prepared: Arc<TensorRtPrepared>, side: usize) -> Result<Self, FrameGpuError> {
+        let image = vec![1, 3, side, side];
+        let want = [image.clone(), image.clone(), vec![1, 13], image];
+        for (name, shape) in TENSORS.iter().zip(&want) {
+            let desc = prepared
+                .inputs()
+                .iter()
+                .chain(prepared.outputs())
+                .find(|d| d.name == *name)
+                .ok_or_else(|| {
+                    renderer_error(format!("{}: no tensor `{name}`", prepared.label()))
+                })?;
+            if desc.shape != *shape || desc.dtype != ElemType::F32 {
+                return Err(renderer_error(format!(
+                    "{}: `{name}` is {:?} {:?}, expected float32 {shape:?} for the GPU frame stage",
+                    prepared.label(),
+                    desc.dtype,
+                    desc.shape
+                )));
+            }
+        }
+        Ok(TensorRtSlotRenderer {
+            prepared,
+            contexts: Vec::new(),
+        })
+    }
+}
+
+impl<D: FrameDevice> SlotRenderer<D> for TensorRtSlotRenderer {
+    fn bind(&mut self, slot: usize, io: &RendererIo) -> Result<(), FrameGpuError> {
+        if slot != self.contexts.len() {
+            return Err(renderer_error(format!(
+                "slots are bound in order: got slot {slot} after {}",
+                self.contexts.len()
+            )));
+        }
+        let addresses = [io.mesh_image, io.reference, io.time_code, io.image];
+        let bound: Vec<(&str, u64)> = TENSORS.iter().copied().zip(addresses).collect();
+        // SAFETY: the frame stage allocated these buffers for exactly these tensors (3·side²
+        // floats, 13 for the time code; shapes checked in `new`) and keeps them, untouched by
+        // the host during runs, until every stream is synchronized when it is dropped, before
+        // this renderer and its contexts.
+        let context = unsafe { self.prepared.bind(&bound) }.map_err(renderer_error)?;
+        self.contexts.push(context);
+        Ok(())
+    }
+
+    fn enqueue(
+        &mut self,
+        device: &D,
+        slot: usize,
+        stream: &D::Stream,
+    ) -> Result<(), FrameGpuError> {
+        let context = self
+            .contexts
+            .get_mut(slot)
+            .ok_or_else(|| renderer_error(format!("slot {slot} was never bound")))?;
+        // SAFETY: the stream is a live stream of the frame device, whose platform is the
+        // engine's (CUDA streams with `tensorrt`, the fake's streams with `tensorrt-fake`); the
+        // bound buffers stay valid until the stream has passed this run (see `bind`).
+        unsafe { context.enqueue(device.raw_stream(stream)) }.map_err(renderer_error)
+    }
 }
 
 /// The frame stage on a device, one frame at a time.

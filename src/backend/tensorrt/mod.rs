@@ -51,7 +51,7 @@ use super::{Backend, BackendError, OnnxModel, Precision, PrepareOptions, TensorD
 pub use self::handles::ShimError;
 pub use self::platform::Stream;
 pub use self::session::{TensorRtEvent, TensorRtPrepared, TensorRtSession};
-pub use self::slots::TensorRtSlotRenderer;
+pub use self::slots::BoundContext;
 
 const NAME: &str = "tensorrt";
 
