@@ -172,9 +172,10 @@ impl Recipe {
                 .span()
                 .map(|s| text[..s.start.min(text.len())].lines().count().max(1))
                 .unwrap_or(1);
+            let detail: Vec<&str> = e.message().lines().map(str::trim).collect();
             err(format!(
                 "line {line}: not valid TOML ({})",
-                e.message().trim()
+                detail.join("; ")
             ))
         })?;
         for key in table.keys() {
