@@ -92,7 +92,9 @@ unsafe extern "C" fn progress_trampoline(
             steps: nb_steps,
         },
         ffi::PHASE_STEP => BuildProgress::Step { phase, step },
-        _ => BuildProgress::Finish { phase },
+        ffi::PHASE_FINISH => BuildProgress::Finish { phase },
+        // An event a later shim may add: nothing to show.
+        _ => return,
     };
     // Nothing may unwind into the C++ caller.
     let _ = crate::backend::guard::catch(|| f(ev));
@@ -279,5 +281,32 @@ impl Drop for Builder {
     fn drop(&mut self) {
         // SAFETY: the handle is live and owned by this value.
         unsafe { ffi::moda_trt_builder_destroy(self.raw.as_ptr()) }
+    }
+}
+
+/// With the real shim: on a machine without TensorRT the builder is an error naming the
+/// missing library and JetPack; with TensorRT it is version 10.
+#[cfg(all(test, feature = "tensorrt"))]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_builder_opens_libnvinfer_and_the_parser_or_says_which_is_missing() {
+        match Builder::create() {
+            Ok(builder) => assert!(
+                builder.version().starts_with("10."),
+                "{}",
+                builder.version()
+            ),
+            Err(e) => {
+                assert!(e.is_no_library(), "{e:?}");
+                assert!(
+                    e.message.starts_with("cannot load libnvinfer.so.10 (")
+                        || e.message.starts_with("cannot load libnvonnxparser.so.10 ("),
+                    "{e}"
+                );
+                assert!(e.message.contains("JetPack 6"), "{e}");
+            }
+        }
     }
 }
