@@ -198,8 +198,10 @@ int build_network(moda_trt_builder& b, nvinfer1::INetworkDefinition& network,
             return MODA_TRT_FAILED;
         }
     }
+    // Owned by the builder; kept for the calibrator below.
+    nvinfer1::IOptimizationProfile* profile = nullptr;
     if (o.nb_profiles > 0) {
-        nvinfer1::IOptimizationProfile* profile = b.builder->createOptimizationProfile();
+        profile = b.builder->createOptimizationProfile();
         if (profile == nullptr) {
             return b.fail(err, err_len, "createOptimizationProfile failed");
         }
@@ -238,6 +240,11 @@ int build_network(moda_trt_builder& b, nvinfer1::INetworkDefinition& network,
 #pragma GCC diagnostic push
 #pragma GCC diagnostic ignored "-Wdeprecated-declarations"
         config->setInt8Calibrator(calibrator.get());
+        // With dynamic inputs TensorRT wants a calibration profile even when the cache
+        // answers every scale.
+        if (profile != nullptr && !config->setCalibrationProfile(profile)) {
+            return b.fail(err, err_len, "setCalibrationProfile refused the profile");
+        }
 #pragma GCC diagnostic pop
     }
     std::unique_ptr<ProgressForwarder> monitor;
