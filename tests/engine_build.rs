@@ -300,4 +300,26 @@ mod fake {
         let f = run(&[os("--calib"), calib.as_os_str()]);
         assert_one_error_line(&f, &["--calib is for INT8 builds"]);
     }
+
+    #[test]
+    fn a_kept_layer_missing_from_the_graph_is_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        common::write_tiny_models(&models);
+        let recipe = dir.path().join("faco.toml");
+        let text = std::fs::read_to_string(engines_dir().join("faco.toml"))
+            .unwrap()
+            .replace("keep_fp32 = []", "keep_fp32 = [\"/no/such/Softmax\"]");
+        std::fs::write(&recipe, text).unwrap();
+        let f = engine_build(&[
+            os("--onnx"),
+            models.join("faco.onnx").as_os_str(),
+            os("--recipe"),
+            recipe.as_os_str(),
+            os("-o"),
+            models.as_os_str(),
+        ]);
+        assert_one_error_line(&f, &["faco.onnx", "no layer named `/no/such/Softmax`"]);
+        assert!(!models.join("faco.engine").exists());
+    }
 }
