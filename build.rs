@@ -79,6 +79,7 @@ fn tensorrt_shim() {
     cc::Build::new()
         .cpp(true)
         .file("src/backend/tensorrt/shim/moda_trt.cpp")
+        .file("src/backend/tensorrt/shim/moda_trt_build.cpp")
         .flag("-std=c++17")
         // With exceptions: every entry point catches what TensorRT or the standard library
         // throws and returns it as a message, so nothing unwinds into Rust.

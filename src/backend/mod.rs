@@ -26,6 +26,7 @@
 mod cache;
 pub mod conformance;
 mod guard;
+pub mod recipe;
 pub mod recycle;
 pub mod select;
 #[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]

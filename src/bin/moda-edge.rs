@@ -61,6 +61,11 @@ enum Command {
     /// device against the CPU stages, bit for bit, and time the frame stage with two slots
     /// against one.
     GpuCheck(GpuCheckCmd),
+    /// TensorRT engines: build one from an ONNX graph and a recipe of `engines/`.
+    Engine {
+        #[command(subcommand)]
+        command: EngineCmd,
+    },
 }
 
 #[derive(Args)]
@@ -399,6 +404,9 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(cmd) => done(bench_cmd(cmd)),
         Command::Render(cmd) => render_cmd(cmd),
         Command::GpuCheck(cmd) => gpu_check_cmd(cmd),
+        Command::Engine {
+            command: EngineCmd::Build(cmd),
+        } => done(engine_build_cmd(cmd)),
     }
 }
 
@@ -729,4 +737,177 @@ impl Interrupt {
         let sig = self.signal.load(std::sync::atomic::Ordering::SeqCst);
         u8::try_from(128 + sig).unwrap_or(1)
     }
+}
+
+// ---- engine build ---------------------------------------------------------------------------
+
+#[derive(Subcommand)]
+enum EngineCmd {
+    /// Build NAME.engine and its sidecar NAME.engine.json in DIR with TensorRT's builder (on
+    /// the Jetson that will run it; see engines/README.md), and print the equivalent trtexec
+    /// command.
+    Build(EngineBuildCmd),
+}
+
+#[derive(Args)]
+struct EngineBuildCmd {
+    /// The ONNX graph (e.g. models/moda.onnx, or a `*.int8.onnx` Q/DQ graph).
+    #[arg(long)]
+    onnx: PathBuf,
+    /// The recipe: engines/moda.toml, engines/faco.toml or engines/renderer.toml.
+    #[arg(long)]
+    recipe: PathBuf,
+    /// Jetson Orin module the recipe's variant is picked for (workspace, default precision).
+    #[arg(long, value_enum)]
+    device_class: Option<DeviceClassArg>,
+    /// Overrides the recipe's precision.
+    #[arg(long, value_enum)]
+    precision: Option<BuildPrecisionArg>,
+    /// TensorRT INT8 calibration cache (`*.calib` of `moda-edge calibrate`) for implicit INT8.
+    #[arg(long)]
+    calib: Option<PathBuf>,
+    /// Timing cache file: read when it exists, written after the build (faster rebuilds).
+    #[arg(long)]
+    timing_cache: Option<PathBuf>,
+    /// CUDA device the engine is built on (and for).
+    #[arg(long, default_value_t = 0)]
+    device: usize,
+    /// Output folder: the runtime looks for the engine beside its ONNX file, so this is
+    /// usually the ONNX file's folder.
+    #[arg(short, long)]
+    output: PathBuf,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum DeviceClassArg {
+    Nano,
+    Nx,
+    Agx,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum BuildPrecisionArg {
+    Fp16,
+    Int8,
+    Best,
+    Fp32,
+}
+
+fn engine_build_cmd(cmd: EngineBuildCmd) -> Result<()> {
+    use moda_edge::backend::recipe::{BuildPrecision, DeviceClass, Recipe};
+    // Recipe mistakes are reported first, also by a build without TensorRT.
+    let recipe = Recipe::load(&cmd.recipe)?;
+    let device_class = cmd.device_class.map(|c| match c {
+        DeviceClassArg::Nano => DeviceClass::Nano,
+        DeviceClassArg::Nx => DeviceClass::Nx,
+        DeviceClassArg::Agx => DeviceClass::Agx,
+    });
+    let precision = cmd.precision.map(|p| match p {
+        BuildPrecisionArg::Fp16 => BuildPrecision::Fp16,
+        BuildPrecisionArg::Int8 => BuildPrecision::Int8,
+        BuildPrecisionArg::Best => BuildPrecision::Best,
+        BuildPrecisionArg::Fp32 => BuildPrecision::Fp32,
+    });
+    engine_build_with(&cmd, &recipe, device_class, precision)
+}
+
+#[cfg(not(any(feature = "tensorrt", feature = "tensorrt-fake")))]
+fn engine_build_with(
+    _cmd: &EngineBuildCmd,
+    _recipe: &moda_edge::backend::recipe::Recipe,
+    _class: Option<moda_edge::backend::recipe::DeviceClass>,
+    _precision: Option<moda_edge::backend::recipe::BuildPrecision>,
+) -> Result<()> {
+    bail!(
+        "engine build: this moda-edge has no TensorRT builder (built without feature \
+         `tensorrt`); build it on the Jetson with `cargo build --release --features jetson` \
+         (JetPack 6 provides libnvinfer.so.10 and libnvonnxparser.so.10)"
+    )
+}
+
+#[cfg(any(feature = "tensorrt", feature = "tensorrt-fake"))]
+fn engine_build_with(
+    cmd: &EngineBuildCmd,
+    recipe: &moda_edge::backend::recipe::Recipe,
+    device_class: Option<moda_edge::backend::recipe::DeviceClass>,
+    precision: Option<moda_edge::backend::recipe::BuildPrecision>,
+) -> Result<()> {
+    use moda_edge::backend::tensorrt::builder::BuildProgress;
+    use moda_edge::backend::tensorrt::engine_build::{build_engine, BuildRequest};
+    let req = BuildRequest {
+        onnx: &cmd.onnx,
+        recipe,
+        device_class,
+        precision,
+        calib: cmd.calib.as_deref(),
+        timing_cache: cmd.timing_cache.as_deref(),
+        out_dir: &cmd.output,
+        device: cmd.device,
+    };
+    let plan = recipe.plan(device_class);
+    eprintln!(
+        "engine build: {} with {} ({}, {} MiB workspace{})",
+        cmd.onnx.display(),
+        cmd.recipe.display(),
+        precision.unwrap_or(plan.precision).name(),
+        plan.workspace_mib,
+        device_class
+            .map(|c| format!(", Orin {}", c.name()))
+            .unwrap_or_default()
+    );
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{msg:24} {bar:30} {pos}/{len}  {elapsed}")
+            .expect("valid template"),
+    );
+    // The innermost running phase is shown; TensorRT nests them (building > timing).
+    let mut phases: Vec<String> = Vec::new();
+    let mut on_progress = |ev: BuildProgress<'_>| match ev {
+        BuildProgress::Start { phase, steps } => {
+            phases.push(phase.to_string());
+            bar.set_message(phase.to_string());
+            bar.set_length(u64::try_from(steps).unwrap_or(0));
+            bar.set_position(0);
+        }
+        BuildProgress::Step { phase, step } => {
+            if phases.last().map(String::as_str) == Some(phase) {
+                bar.set_position(u64::try_from(step).unwrap_or(0) + 1);
+            }
+        }
+        BuildProgress::Finish { phase } => {
+            if let Some(i) = phases.iter().rposition(|p| p == phase) {
+                phases.truncate(i);
+            }
+            if let Some(p) = phases.last() {
+                bar.set_message(p.clone());
+            }
+        }
+    };
+    let report = build_engine(&req, &mut on_progress);
+    bar.finish_and_clear();
+    let report = report?;
+    if let Some(cache) = &cmd.timing_cache {
+        if report.timing_cache_read > 0 {
+            eprintln!(
+                "engine build: timing cache {} reused ({} bytes) and updated",
+                cache.display(),
+                report.timing_cache_read
+            );
+        } else {
+            eprintln!("engine build: timing cache {} written", cache.display());
+        }
+    }
+    println!(
+        "wrote {} and {} ({} precision, TensorRT {}, {} compute {}.{}) in {:.1} s",
+        report.engine.display(),
+        report.sidecar_path.display(),
+        report.sidecar.precision,
+        report.sidecar.tensorrt_version,
+        report.sidecar.gpu_name,
+        report.sidecar.compute_capability[0],
+        report.sidecar.compute_capability[1],
+        report.seconds
+    );
+    println!("equivalent: {}", report.trtexec);
+    Ok(())
 }

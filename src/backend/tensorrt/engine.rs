@@ -105,6 +105,30 @@ pub struct Sidecar {
     pub onnx_sha256: String,
     /// When it was built, in seconds since the Unix epoch.
     pub built_at_unix_s: u64,
+    /// The inputs built with an optimization profile (`input_shapes` then holds their `opt`
+    /// shapes): the engine accepts any shape from `min` to `max` for them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub profiles: Vec<ProfileRange>,
+}
+
+/// The shapes an engine built with a profile accepts for one input.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProfileRange {
+    pub name: String,
+    pub min: Vec<usize>,
+    pub max: Vec<usize>,
+}
+
+impl ProfileRange {
+    /// Whether `shape` lies within the range, dimension by dimension.
+    pub fn admits(&self, shape: &[usize]) -> bool {
+        shape.len() == self.min.len()
+            && self.max.len() == self.min.len()
+            && shape
+                .iter()
+                .zip(self.min.iter().zip(&self.max))
+                .all(|(s, (lo, hi))| lo <= s && s <= hi)
+    }
 }
 
 /// What the engine must have been built for: this machine, this model, these shapes.
@@ -143,6 +167,7 @@ impl Sidecar {
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0),
+            profiles: Vec::new(),
         }
     }
 }
@@ -262,6 +287,12 @@ fn shapes_arg<'a>(shapes: impl Iterator<Item = (&'a str, &'a [usize])>) -> Strin
     out
 }
 
+/// `1x3x256x256`.
+pub fn dims_x(shape: &[usize]) -> String {
+    let parts: Vec<String> = shape.iter().map(ToString::to_string).collect();
+    parts.join("x")
+}
+
 /// The `trtexec` line that builds the engine `files` needs for `target`.
 pub fn trtexec_command(files: &EngineFiles, target: &Target<'_>) -> String {
     let shapes = shapes_arg(
@@ -335,19 +366,32 @@ pub fn check(files: &EngineFiles, target: &Target<'_>) -> Result<Option<Sidecar>
             command: command(),
         });
     }
+    // An input built with a profile takes any shape within it (the context sets the concrete
+    // one); the others must be exactly as built.
     let same_shapes = sidecar.input_shapes.len() == target.inputs.len()
         && sidecar
             .input_shapes
             .iter()
             .zip(target.inputs)
-            .all(|(s, d)| s.name == d.name && s.shape == d.shape);
+            .all(|(s, d)| {
+                s.name == d.name
+                    && match sidecar.profiles.iter().find(|p| p.name == d.name) {
+                        Some(range) => range.admits(&d.shape),
+                        None => s.shape == d.shape,
+                    }
+            });
     if !same_shapes {
-        let found = shapes_arg(
-            sidecar
-                .input_shapes
-                .iter()
-                .map(|s| (s.name.as_str(), s.shape.as_slice())),
-        );
+        let found = sidecar
+            .input_shapes
+            .iter()
+            .map(
+                |s| match sidecar.profiles.iter().find(|p| p.name == s.name) {
+                    Some(r) => format!("{}:{}..{}", s.name, dims_x(&r.min), dims_x(&r.max)),
+                    None => format!("{}:{}", s.name, dims_x(&s.shape)),
+                },
+            )
+            .collect::<Vec<_>>()
+            .join(",");
         let expected = shapes_arg(
             target
                 .inputs

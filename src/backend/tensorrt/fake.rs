@@ -27,9 +27,48 @@ pub use super::fake_engine::{
 
 struct FakeRuntime;
 
-struct FakeEngine {
+/// What an engine and its contexts share: the IO tensors and the graph, prepared on tract once
+/// per set of input shapes (a fixed engine has one; an engine with profiles one per shape set
+/// its contexts are given).
+struct EngineInner {
     io: Vec<(FakeTensor, bool)>,
-    prepared: Arc<TractPrepared>,
+    model: OnnxModel,
+    plans: Mutex<HashMap<Vec<Vec<usize>>, Arc<TractPrepared>>>,
+}
+
+impl EngineInner {
+    fn input_names(&self) -> impl Iterator<Item = &str> {
+        self.io
+            .iter()
+            .filter(|(_, i)| *i)
+            .map(|(t, _)| t.name.as_str())
+    }
+
+    /// The graph prepared for `shapes` (one per input, in `io` order).
+    fn plan(&self, shapes: &[Vec<usize>]) -> Result<Arc<TractPrepared>, (c_int, String)> {
+        let mut plans = self.plans.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(p) = plans.get(shapes) {
+            return Ok(Arc::clone(p));
+        }
+        let opts = PrepareOptions {
+            shapes: self
+                .input_names()
+                .map(String::from)
+                .zip(shapes.iter().cloned())
+                .collect(),
+            precision: Precision::Fp32,
+        };
+        let prepared = TractBackend::default()
+            .prepare(&self.model, &opts)
+            .map_err(|e| (ffi::FAILED, crate::util::error_chain(&e)))?;
+        let prepared = Arc::new(prepared);
+        plans.insert(shapes.to_vec(), Arc::clone(&prepared));
+        Ok(prepared)
+    }
+}
+
+struct FakeEngine {
+    inner: Arc<EngineInner>,
 }
 
 /// A bound tensor: session index, host address, bytes.
@@ -40,18 +79,42 @@ struct Binding {
     bytes: usize,
 }
 
-struct FakeContext {
-    io: Vec<(FakeTensor, bool)>,
-    inputs: usize,
-    addresses: HashMap<String, usize>,
+/// A context's graph for its current input shapes.
+struct Current {
+    prepared: Arc<TractPrepared>,
     session: Arc<Mutex<TractSession>>,
+}
+
+struct FakeContext {
+    engine: Arc<EngineInner>,
+    /// Every input's shape, in `io` order: the engine's (`opt`) shapes until set.
+    shapes: Vec<Vec<usize>>,
+    current: Option<Current>,
+    addresses: HashMap<String, usize>,
+}
+
+impl FakeContext {
+    /// The graph and session for the current shapes, prepared on first use after a change.
+    fn current(&mut self) -> Result<&Current, (c_int, String)> {
+        if self.current.is_none() {
+            let prepared = self.engine.plan(&self.shapes)?;
+            let session = prepared
+                .session()
+                .map_err(|e| (ffi::FAILED, crate::util::error_chain(&e)))?;
+            self.current = Some(Current {
+                prepared,
+                session: Arc::new(Mutex::new(session)),
+            });
+        }
+        Ok(self.current.as_ref().expect("set above"))
+    }
 }
 
 /// Writes `msg` into the caller's buffer (truncated, NUL-terminated).
 ///
 /// # Safety
 /// `err` is null or valid for `len` bytes.
-unsafe fn write_message(err: *mut c_char, len: usize, msg: &str) {
+pub(super) unsafe fn write_message(err: *mut c_char, len: usize, msg: &str) {
     if err.is_null() || len == 0 {
         return;
     }
@@ -65,7 +128,7 @@ unsafe fn write_message(err: *mut c_char, len: usize, msg: &str) {
 
 /// Runs `body` with panics caught (nothing unwinds through `extern "C"`); an `Err` or a panic
 /// is written to `err` with its code.
-fn entry(
+pub(super) fn entry(
     err: *mut c_char,
     len: usize,
     body: impl FnOnce() -> Result<(), (c_int, String)>,
@@ -81,7 +144,7 @@ fn entry(
     }
 }
 
-fn null_argument(what: &str) -> (c_int, String) {
+pub(super) fn null_argument(what: &str) -> (c_int, String) {
     (ffi::BAD_ARGUMENT, format!("{what}: null argument"))
 }
 
@@ -179,26 +242,28 @@ pub unsafe extern "C" fn moda_trt_engine_deserialize(
         let (header, onnx) = parse(bytes).map_err(failed)?;
         let model = OnnxModel::from_bytes(Path::new("engine"), onnx.to_vec())
             .map_err(|e| failed(format!("its network is unreadable ({e})")))?;
-        let opts = PrepareOptions {
-            shapes: header
-                .inputs
-                .iter()
-                .map(|t| (t.name.clone(), t.shape.clone()))
-                .collect(),
-            precision: Precision::Fp32,
-        };
-        let prepared = TractBackend::default()
-            .prepare(&model, &opts)
-            .map_err(|e| failed(crate::util::error_chain(&e)))?;
-        let io = header
+        let io: Vec<(FakeTensor, bool)> = header
             .inputs
             .into_iter()
             .map(|t| (t, true))
             .chain(header.outputs.into_iter().map(|t| (t, false)))
             .collect();
-        let engine = FakeEngine {
+        let inner = EngineInner {
             io,
-            prepared: Arc::new(prepared),
+            model,
+            plans: Mutex::new(HashMap::new()),
+        };
+        // As TensorRT checks a plan when deserializing: the graph must prepare at the
+        // engine's own shapes.
+        let opt: Vec<Vec<usize>> = inner
+            .io
+            .iter()
+            .filter(|(_, i)| *i)
+            .map(|(t, _)| t.shape.clone())
+            .collect();
+        inner.plan(&opt).map_err(|(_, e)| failed(e))?;
+        let engine = FakeEngine {
+            inner: Arc::new(inner),
         };
         // SAFETY: `out` is a valid out-pointer (checked non-null; the C contract).
         unsafe { *out = Box::into_raw(Box::new(engine)).cast() };
@@ -240,7 +305,7 @@ pub unsafe extern "C" fn moda_trt_engine_io_count(engine: *const ffi::moda_trt_e
     }
     // SAFETY: a non-null engine handle is live (the C contract).
     let engine = unsafe { engine_ref(engine) };
-    i32::try_from(engine.io.len()).unwrap_or(0)
+    i32::try_from(engine.inner.io.len()).unwrap_or(0)
 }
 
 /// The fake of the C function of the same name in `shim/moda_trt.h`.
@@ -264,7 +329,7 @@ pub unsafe extern "C" fn moda_trt_engine_io(
         let engine = unsafe { engine_ref(engine) };
         let (t, is_input) = usize::try_from(index)
             .ok()
-            .and_then(|i| engine.io.get(i))
+            .and_then(|i| engine.inner.io.get(i))
             .ok_or((
                 ffi::BAD_ARGUMENT,
                 "moda_trt_engine_io: index out of range".to_string(),
@@ -282,8 +347,10 @@ pub unsafe extern "C" fn moda_trt_engine_io(
         io.is_input = i32::from(*is_input);
         io.dtype = t.dtype;
         io.nb_dims = t.shape.len() as i32;
-        for (d, &s) in io.dims.iter_mut().zip(&t.shape) {
-            *d = s as i64;
+        // A dimension that varies within the profile is -1, as TensorRT reports it.
+        let (lo, hi) = t.bounds();
+        for (k, (d, &s)) in io.dims.iter_mut().zip(&t.shape).enumerate() {
+            *d = if lo.get(k) == hi.get(k) { s as i64 } else { -1 };
         }
         // SAFETY: `out` is a valid out-pointer (checked non-null; the C contract).
         unsafe { *out = io };
@@ -309,16 +376,20 @@ pub unsafe extern "C" fn moda_trt_context_create(
         }
         // SAFETY: a non-null engine handle is live (the C contract).
         let engine = unsafe { engine_ref(engine) };
-        let session = engine
-            .prepared
-            .session()
-            .map_err(|e| (ffi::FAILED, crate::util::error_chain(&e)))?;
-        let context = FakeContext {
-            io: engine.io.clone(),
-            inputs: engine.io.iter().filter(|(_, i)| *i).count(),
+        let inner = Arc::clone(&engine.inner);
+        let shapes = inner
+            .io
+            .iter()
+            .filter(|(_, i)| *i)
+            .map(|(t, _)| t.shape.clone())
+            .collect();
+        let mut context = FakeContext {
+            engine: inner,
+            shapes,
+            current: None,
             addresses: HashMap::new(),
-            session: Arc::new(Mutex::new(session)),
         };
+        context.current()?;
         // SAFETY: `out` is a valid out-pointer (checked non-null; the C contract).
         unsafe { *out = Box::into_raw(Box::new(context)).cast() };
         Ok(())
@@ -376,24 +447,33 @@ pub unsafe extern "C" fn moda_trt_context_set_input_shape(
             // SAFETY: the C contract: `dims` holds `nb_dims` values.
             unsafe { std::slice::from_raw_parts(dims, nb) }
         };
-        let Some((t, _)) = context
+        let Some((k, (t, _))) = context
+            .engine
             .io
             .iter()
-            .find(|(t, is_input)| *is_input && t.name == name)
+            .filter(|(_, is_input)| *is_input)
+            .enumerate()
+            .find(|(_, (t, _))| t.name == name)
         else {
             return Err((
                 ffi::FAILED,
                 format!("setInputShape failed for {name}: no such input"),
             ));
         };
-        if !t.shape.iter().map(|&s| s as i64).eq(dims.iter().copied()) {
+        let wanted: Option<Vec<usize>> = dims.iter().map(|&d| usize::try_from(d).ok()).collect();
+        let Some(wanted) = wanted.filter(|w| t.admits(w)) else {
+            let (lo, hi) = t.bounds();
             return Err((
                 ffi::FAILED,
                 format!(
-                    "setInputShape failed for {name}: {dims:?} outside the engine's shape {:?}",
-                    t.shape
+                    "setInputShape failed for {name}: {dims:?} outside the engine's profile \
+                     {lo:?}..={hi:?}"
                 ),
             ));
+        };
+        if context.shapes[k] != wanted {
+            context.shapes[k] = wanted;
+            context.current = None;
         }
         Ok(())
     })
@@ -418,17 +498,27 @@ pub unsafe extern "C" fn moda_trt_context_tensor_shape(
             return Err(null_argument("moda_trt_context_tensor_shape"));
         }
         let name = name_of(name)?;
-        // SAFETY: a non-null context handle is live (the C contract); only read here.
-        let context = unsafe { &*context.cast::<FakeContext>() };
-        let Some((t, _)) = context.io.iter().find(|(t, _)| t.name == name) else {
-            return Err((ffi::FAILED, format!("no shape for tensor {name}")));
+        // SAFETY: a non-null context handle is live and used by this thread (the C contract);
+        // the shim's contexts prepare their graph lazily, as TensorRT infers shapes lazily.
+        let context = unsafe { context_mut(context.cast_mut()) };
+        let position = context.engine.input_names().position(|n| n == name);
+        let shape: Vec<usize> = match position {
+            Some(k) => context.shapes[k].clone(),
+            None => {
+                let current = context.current()?;
+                let Some(d) = current.prepared.outputs().iter().find(|d| d.name == name) else {
+                    return Err((ffi::FAILED, format!("no shape for tensor {name}")));
+                };
+                d.shape.clone()
+            }
         };
-        if t.shape.len() > ffi::MAX_DIMS {
-            return Err((
-                ffi::FAILED,
-                format!("tensor {name} has more than 8 dimensions"),
-            ));
-        }
+        let t = FakeTensor {
+            name: name.clone(),
+            dtype: 0,
+            shape,
+            min: None,
+            max: None,
+        };
         for (i, &s) in t.shape.iter().enumerate() {
             // SAFETY: the C contract: `dims` holds MODA_TRT_MAX_DIMS values; i < 8.
             unsafe { *dims.add(i) = s as i64 };
@@ -459,7 +549,7 @@ pub unsafe extern "C" fn moda_trt_context_set_tensor_address(
         let name = name_of(name)?;
         // SAFETY: a non-null context handle is live and used by this thread (the C contract).
         let context = unsafe { context_mut(context) };
-        if !context.io.iter().any(|(t, _)| t.name == name) {
+        if !context.engine.io.iter().any(|(t, _)| t.name == name) {
             return Err((
                 ffi::FAILED,
                 format!("setTensorAddress failed for {name}: no such tensor"),
@@ -488,16 +578,32 @@ pub unsafe extern "C" fn moda_trt_context_enqueue(
         }
         // SAFETY: a non-null context handle is live and used by this thread (the C contract).
         let context = unsafe { context_mut(context) };
-        let mut inputs = Vec::with_capacity(context.inputs);
-        let mut outputs = Vec::with_capacity(context.io.len() - context.inputs);
-        for (t, is_input) in &context.io {
+        let engine = Arc::clone(&context.engine);
+        let shapes = context.shapes.clone();
+        let (prepared, session) = {
+            let c = context.current()?;
+            (Arc::clone(&c.prepared), Arc::clone(&c.session))
+        };
+        let mut inputs = Vec::new();
+        let mut outputs = Vec::new();
+        for (t, is_input) in &engine.io {
             let Some(&address) = context.addresses.get(&t.name) else {
                 return Err((
                     ffi::FAILED,
                     format!("enqueueV3 failed: tensor {} has no address", t.name),
                 ));
             };
-            let bytes = t.shape.iter().product::<usize>() * code_size(t.dtype);
+            let dims: &[usize] = if *is_input {
+                &shapes[inputs.len()]
+            } else {
+                prepared
+                    .outputs()
+                    .iter()
+                    .find(|d| d.name == t.name)
+                    .map(|d| d.shape.as_slice())
+                    .unwrap_or(&t.shape)
+            };
+            let bytes = dims.iter().product::<usize>() * code_size(t.dtype);
             if *is_input {
                 inputs.push(Binding {
                     index: inputs.len(),
@@ -512,7 +618,7 @@ pub unsafe extern "C" fn moda_trt_context_enqueue(
                 });
             }
         }
-        let session = Arc::clone(&context.session);
+
         // SAFETY: the C contract: `stream` is a live fake stream's handle.
         let queue = unsafe { FakeStream::queue(stream) };
         queue.push(Box::new(move || run(&session, &inputs, &outputs)));

@@ -24,8 +24,37 @@ pub struct FakeTensor {
     pub name: String,
     /// nvinfer1::DataType's value (0 float32, 1 float16).
     pub dtype: i32,
+    /// The shape (an input's `opt` shape when it has a profile).
     pub shape: Vec<usize>,
+    /// An input's profile bounds, when built with one whose min and max differ.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<Vec<usize>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<Vec<usize>>,
 }
+
+impl FakeTensor {
+    /// The smallest and largest shape the tensor admits.
+    pub fn bounds(&self) -> (&[usize], &[usize]) {
+        (
+            self.min.as_deref().unwrap_or(&self.shape),
+            self.max.as_deref().unwrap_or(&self.shape),
+        )
+    }
+
+    /// Whether `dims` lies within the bounds.
+    pub fn admits(&self, dims: &[usize]) -> bool {
+        let (lo, hi) = self.bounds();
+        dims.len() == lo.len()
+            && dims
+                .iter()
+                .zip(lo.iter().zip(hi))
+                .all(|(d, (l, h))| l <= d && d <= h)
+    }
+}
+
+/// One input of a fake build: its name and min, opt and max shapes.
+pub type FakeProfile = (String, Vec<usize>, Vec<usize>, Vec<usize>);
 
 /// The JSON header of a fake engine file.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -61,8 +90,29 @@ pub fn fake_engine_bytes(
     shapes: &[(String, Vec<usize>)],
     precision: Precision,
 ) -> Result<Vec<u8>, BackendError> {
+    let profiles: Vec<FakeProfile> = shapes
+        .iter()
+        .map(|(n, s)| (n.clone(), s.clone(), s.clone(), s.clone()))
+        .collect();
+    profile_engine_bytes(model, &profiles, precision)
+}
+
+/// The bytes of a fake engine of `model` with an optimization profile per input (the fake
+/// builder's output): prepared on tract at the `opt` shapes; inputs whose min and max differ
+/// record them, and the fake runtime then accepts any shape within.
+///
+/// # Errors
+/// As [`TractBackend::prepare`].
+pub fn profile_engine_bytes(
+    model: &OnnxModel,
+    profiles: &[FakeProfile],
+    precision: Precision,
+) -> Result<Vec<u8>, BackendError> {
     let opts = PrepareOptions {
-        shapes: shapes.to_vec(),
+        shapes: profiles
+            .iter()
+            .map(|(n, _, opt, _)| (n.clone(), opt.clone()))
+            .collect(),
         precision: Precision::Fp32,
     };
     let prepared = TractBackend::default().prepare(model, &opts)?;
@@ -73,13 +123,24 @@ pub fn fake_engine_bytes(
                 name: d.name.clone(),
                 dtype: dtype_code(d.dtype),
                 shape: d.shape.clone(),
+                min: None,
+                max: None,
             })
             .collect()
     };
+    let mut inputs: Vec<FakeTensor> = tensors(prepared.inputs());
+    for t in &mut inputs {
+        if let Some((_, min, _, max)) = profiles.iter().find(|p| p.0 == t.name) {
+            if min != max {
+                t.min = Some(min.clone());
+                t.max = Some(max.clone());
+            }
+        }
+    }
     let header = FakeHeader {
         tensorrt_version: FAKE_VERSION.into(),
         precision: precision.name().into(),
-        inputs: tensors(prepared.inputs()),
+        inputs,
         outputs: tensors(prepared.outputs()),
     };
     let json = serde_json::to_vec(&header).map_err(|e| BackendError::Prepare {

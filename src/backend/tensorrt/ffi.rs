@@ -68,6 +68,96 @@ impl moda_trt_io {
     };
 }
 
+/// Opaque `moda_trt_builder`.
+#[repr(C)]
+pub struct moda_trt_builder {
+    _private: [u8; 0],
+}
+
+/// Opaque `moda_trt_bytes`.
+#[repr(C)]
+pub struct moda_trt_bytes {
+    _private: [u8; 0],
+}
+
+pub const BUILD_FP16: u32 = 1;
+pub const BUILD_INT8: u32 = 2;
+pub const BUILD_STRONGLY_TYPED: u32 = 4;
+pub const BUILD_OBEY_PRECISION: u32 = 8;
+
+pub const PHASE_START: i32 = 0;
+pub const PHASE_STEP: i32 = 1;
+pub const PHASE_FINISH: i32 = 2;
+
+/// `moda_trt_progress_fn`.
+pub type moda_trt_progress_fn = Option<
+    unsafe extern "C" fn(user: *mut c_void, event: i32, phase: *const c_char, step: i32, nb: i32),
+>;
+
+/// `moda_trt_profile`: one input's min/opt/max.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct moda_trt_profile {
+    pub input: *const c_char,
+    pub nb_dims: i32,
+    pub min: [i64; MAX_DIMS],
+    pub opt: [i64; MAX_DIMS],
+    pub max: [i64; MAX_DIMS],
+}
+
+/// `moda_trt_layer_precision`.
+#[repr(C)]
+#[derive(Clone, Copy)]
+pub struct moda_trt_layer_precision {
+    pub layer: *const c_char,
+    pub dtype: i32,
+}
+
+/// `moda_trt_build_options`.
+#[repr(C)]
+pub struct moda_trt_build_options {
+    pub flags: u32,
+    pub workspace_bytes: u64,
+    pub profiles: *const moda_trt_profile,
+    pub nb_profiles: usize,
+    pub layers: *const moda_trt_layer_precision,
+    pub nb_layers: usize,
+    pub timing_cache: *const c_void,
+    pub timing_cache_len: usize,
+    pub calibration_cache: *const c_void,
+    pub calibration_cache_len: usize,
+    pub progress: moda_trt_progress_fn,
+    pub progress_user: *mut c_void,
+}
+
+extern "C" {
+    pub fn moda_trt_builder_create(
+        out: *mut *mut moda_trt_builder,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    pub fn moda_trt_builder_destroy(builder: *mut moda_trt_builder);
+    pub fn moda_trt_builder_version(
+        builder: *const moda_trt_builder,
+        buf: *mut c_char,
+        buf_len: usize,
+    ) -> c_int;
+    #[allow(clippy::too_many_arguments)]
+    pub fn moda_trt_builder_build(
+        builder: *mut moda_trt_builder,
+        onnx: *const c_void,
+        onnx_len: usize,
+        options: *const moda_trt_build_options,
+        engine: *mut *mut moda_trt_bytes,
+        timing_cache: *mut *mut moda_trt_bytes,
+        err: *mut c_char,
+        err_len: usize,
+    ) -> c_int;
+    pub fn moda_trt_bytes_data(bytes: *const moda_trt_bytes) -> *const c_void;
+    pub fn moda_trt_bytes_size(bytes: *const moda_trt_bytes) -> usize;
+    pub fn moda_trt_bytes_destroy(bytes: *mut moda_trt_bytes);
+}
+
 extern "C" {
     pub fn moda_trt_runtime_create(
         out: *mut *mut moda_trt_runtime,

@@ -27,7 +27,7 @@ impl ShimError {
 const ERR_LEN: usize = 1024;
 
 /// Runs one shim call with a message buffer; a code other than OK becomes a [`ShimError`].
-fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), ShimError> {
+pub(super) fn call(f: impl FnOnce(*mut c_char, usize) -> c_int) -> Result<(), ShimError> {
     let mut buf = [0 as c_char; ERR_LEN];
     let code = f(buf.as_mut_ptr(), ERR_LEN);
     if code == ffi::OK {

@@ -14,9 +14,15 @@
 //! `gpu` module with feature `tensorrt`, and `platform_fake.rs` (host memory, fake streams)
 //! with `tensorrt-fake`, where [`fake`] implements the shim's functions in Rust over tract.
 //! Everything `unsafe` of the backend lives in this folder.
+//!
+//! Engines are built offline by [`engine_build::build_engine`] (`moda-edge engine build`)
+//! through the shim's builder ([`builder`]); with `tensorrt-fake`, [`fake_builder`] writes
+//! fake engines the fake runtime runs, so build-then-run is tested without a GPU.
 
+pub mod builder;
 mod contract;
 pub mod engine;
+pub mod engine_build;
 mod ffi;
 mod handles;
 mod session;
@@ -24,6 +30,8 @@ mod slots;
 
 #[cfg(feature = "tensorrt-fake")]
 pub mod fake;
+#[cfg(feature = "tensorrt-fake")]
+pub mod fake_builder;
 #[cfg(feature = "tensorrt-fake")]
 pub mod fake_engine;
 #[cfg(feature = "tensorrt-fake")]

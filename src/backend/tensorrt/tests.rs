@@ -435,3 +435,58 @@ fn engine_tensors_are_checked_against_the_onnx_contract() {
         "{line}"
     );
 }
+
+/// An engine built with a profile (the builder's path, through the fake builder) runs every
+/// shape within it, each giving tract's result, and refuses one outside it with one line
+/// naming the range.
+#[test]
+fn an_engine_built_with_a_profile_runs_any_shape_within_it() {
+    use crate::backend::recipe::Recipe;
+    use engine_build::{build_engine, BuildRequest};
+    let dir = tempfile::tempdir().unwrap();
+    let model = scale_model(dir.path(), 3.0);
+    let recipe = Recipe::parse(
+        Path::new("scale.toml"),
+        "network = \"faco\"\nprecision = \"fp16\"\n[inputs.x]\nmin = [1, 2]\nopt = [1, 8]\nmax = [1, 64]\n",
+    )
+    .unwrap();
+    let onnx = PathBuf::from(&model.label);
+    let mut events = Vec::new();
+    let report = build_engine(
+        &BuildRequest {
+            onnx: &onnx,
+            recipe: &recipe,
+            device_class: None,
+            precision: None,
+            calib: None,
+            timing_cache: None,
+            out_dir: dir.path(),
+            device: 0,
+        },
+        &mut |ev| events.push(format!("{ev:?}")),
+    )
+    .unwrap();
+    assert_eq!(report.engine, dir.path().join("scale.engine"));
+    assert!(
+        events.iter().any(|e| e.contains("Timing tactics")),
+        "{events:?}"
+    );
+    assert!(report
+        .trtexec
+        .contains("--minShapes=x:1x2 --optShapes=x:1x8 --maxShapes=x:1x64"));
+    let trt = backend(MissingEngine::Fail);
+    for n in [2, 5, 8, 64] {
+        let prepared = trt.prepare(&model, &shapes(n)).unwrap();
+        let mut session = prepared.session().unwrap();
+        fill(&mut session, 1.0);
+        session.run().unwrap();
+        let got = session.output_f32(0).unwrap().to_vec();
+        let want: Vec<f32> = (0..n)
+            .map(|k| (1.0 + k as f32 * 0.25) * 3.0 + 0.5)
+            .collect();
+        assert_eq!(got, want, "n = {n}");
+    }
+    let line = prepare_error(&trt, &model, &shapes(65));
+    assert!(line.contains("x:1x2..1x64"), "{line}");
+    assert!(line.contains("expected x:1x65"), "{line}");
+}

@@ -6,70 +6,16 @@
 // moda_trt_runtime_create and closed when the runtime is destroyed; the shim links only libdl.
 
 #include "moda_trt.h"
+#include "moda_trt_common.h"
 
 #include <NvInferRuntime.h>
 #include <dlfcn.h>
 
 #include <cstdio>
 #include <cstring>
-#include <exception>
-#include <mutex>
-#include <new>
 #include <string>
 
-namespace {
-
-// Keeps the last message of severity error or worse; TensorRT may log from any thread.
-class LastErrorLogger final : public nvinfer1::ILogger {
-public:
-    void log(Severity severity, nvinfer1::AsciiChar const* msg) noexcept override {
-        if (severity > Severity::kERROR || msg == nullptr) {
-            return;
-        }
-        try {
-            std::lock_guard<std::mutex> lock(mutex_);
-            last_ = msg;
-        } catch (...) {
-            // A message that cannot be kept is dropped; the failing call still reports.
-        }
-    }
-
-    std::string last() const {
-        std::lock_guard<std::mutex> lock(mutex_);
-        return last_;
-    }
-
-private:
-    mutable std::mutex mutex_;
-    std::string last_;
-};
-
-void write_message(char* buf, size_t len, char const* msg) noexcept {
-    if (buf == nullptr || len == 0) {
-        return;
-    }
-    std::snprintf(buf, len, "%s", msg);
-}
-
-// Runs `body` (which returns a MODA_TRT_* code), turning exceptions into MODA_TRT_INTERNAL.
-template <typename Body>
-int guard(char* err, size_t err_len, Body body) noexcept {
-    try {
-        return body();
-    } catch (std::bad_alloc const&) {
-        write_message(err, err_len, "moda_trt: out of memory");
-    } catch (std::exception const& e) {
-        write_message(err, err_len, e.what());
-    } catch (...) {
-        write_message(err, err_len, "moda_trt: unknown C++ exception");
-    }
-    return MODA_TRT_INTERNAL;
-}
-
-using CreateRuntimeFn = void* (*)(void*, int32_t);
-using VersionFn = int32_t (*)();
-
-}  // namespace
+using namespace moda_trt_detail;
 
 struct moda_trt_runtime {
     void* library = nullptr;

@@ -84,6 +84,88 @@ int moda_trt_context_set_tensor_address(moda_trt_context* context, const char* n
 /* Enqueues one inference on `stream` (a cudaStream_t); returns before it completes. */
 int moda_trt_context_enqueue(moda_trt_context* context, void* stream, char* err, size_t err_len);
 
+/* ---- Engine building (moda-edge engine build) -------------------------------------------
+ *
+ * moda_trt_builder_create opens libnvinfer.so.10 and libnvonnxparser.so.10 with dlopen; one
+ * moda_trt_builder_build call parses an ONNX graph from memory, configures the builder from a
+ * moda_trt_build_options and returns the serialized engine and the updated timing cache.
+ * Byte buffers the shim returns are moda_trt_bytes, freed with moda_trt_bytes_destroy. */
+
+typedef struct moda_trt_builder moda_trt_builder;
+typedef struct moda_trt_bytes moda_trt_bytes;
+
+/* moda_trt_build_options.flags */
+#define MODA_TRT_BUILD_FP16 1u
+/* INT8: from the graph's Q/DQ nodes (explicit), or from calibration_cache (implicit). */
+#define MODA_TRT_BUILD_INT8 2u
+/* The network is created strongly typed (types follow the graph; FP16/INT8 flags are then
+ * refused by TensorRT, so the shim refuses them first). */
+#define MODA_TRT_BUILD_STRONGLY_TYPED 4u
+/* Layers given in `layers` keep their precision (BuilderFlag::kOBEY_PRECISION_CONSTRAINTS);
+ * without it TensorRT may override them. */
+#define MODA_TRT_BUILD_OBEY_PRECISION 8u
+
+/* Progress events (IProgressMonitor): a phase starts with nb_steps steps, a step of it is
+ * done, a phase finishes. `phase` is valid during the call only. Called on the building
+ * thread; must not throw or unwind. */
+#define MODA_TRT_PHASE_START 0
+#define MODA_TRT_PHASE_STEP 1
+#define MODA_TRT_PHASE_FINISH 2
+typedef void (*moda_trt_progress_fn)(void* user, int32_t event, const char* phase,
+                                     int32_t step, int32_t nb_steps);
+
+/* One input's optimization profile (min <= opt <= max, element-wise). */
+typedef struct moda_trt_profile {
+    const char* input;
+    int32_t nb_dims;
+    int64_t min[MODA_TRT_MAX_DIMS];
+    int64_t opt[MODA_TRT_MAX_DIMS];
+    int64_t max[MODA_TRT_MAX_DIMS];
+} moda_trt_profile;
+
+/* A layer (by the name the ONNX parser gives it) whose computation and outputs are kept in
+ * `dtype` (0 float32, 1 float16). */
+typedef struct moda_trt_layer_precision {
+    const char* layer;
+    int32_t dtype;
+} moda_trt_layer_precision;
+
+typedef struct moda_trt_build_options {
+    uint32_t flags;
+    /* Workspace memory pool limit in bytes; 0 keeps TensorRT's default (the device memory). */
+    uint64_t workspace_bytes;
+    /* One profile entry per input; the whole set is one optimization profile. */
+    const moda_trt_profile* profiles;
+    size_t nb_profiles;
+    const moda_trt_layer_precision* layers;
+    size_t nb_layers;
+    /* A serialized timing cache to start from (null/0: an empty one). */
+    const void* timing_cache;
+    size_t timing_cache_len;
+    /* An INT8 calibration cache (TRT-<version>-EntropyCalibration2 text) for implicit INT8:
+     * the calibrator only returns it, it never runs a batch. null/0: none. */
+    const void* calibration_cache;
+    size_t calibration_cache_len;
+    moda_trt_progress_fn progress;
+    void* progress_user;
+} moda_trt_build_options;
+
+/* Opens libnvinfer.so.10 and libnvonnxparser.so.10 and creates an IBuilder. */
+int moda_trt_builder_create(moda_trt_builder** out, char* err, size_t err_len);
+void moda_trt_builder_destroy(moda_trt_builder* builder);
+/* The loaded library's version, "10.3.0". */
+int moda_trt_builder_version(const moda_trt_builder* builder, char* buf, size_t buf_len);
+/* Parses `onnx` (the bytes of an .onnx file whose external data, if any, is not supported),
+ * builds it under `options` and returns the serialized engine and the timing cache after the
+ * build (either output may be null when not wanted). */
+int moda_trt_builder_build(moda_trt_builder* builder, const void* onnx, size_t onnx_len,
+                           const moda_trt_build_options* options, moda_trt_bytes** engine,
+                           moda_trt_bytes** timing_cache, char* err, size_t err_len);
+
+const void* moda_trt_bytes_data(const moda_trt_bytes* bytes);
+size_t moda_trt_bytes_size(const moda_trt_bytes* bytes);
+void moda_trt_bytes_destroy(moda_trt_bytes* bytes);
+
 #ifdef __cplusplus
 }
 #endif
