@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # On a machine without a GPU, CUDA driver or TensorRT (CI): every way of asking for the GPU
 # path fails with one clear error line, exit code 1, no panic.
-#   - a default build (no GPU features): `render --backend tensorrt`, `gpu-check`, and
-#     moda-edged with backend = "tensorrt" say the build lacks them and how to get them;
+#   - a default build (no GPU features): `render --backend tensorrt`, `gpu-check`,
+#     moda-edged with backend = "tensorrt" and `engine build` say the build lacks them and how
+#     to get them;
 #   - a Jetson build (`--features jetson`, the real TensorRT shim, cudarc loading libcuda at
-#     run time): the same commands name the missing CUDA driver.
+#     run time): the same commands name the missing CUDA driver, `engine build` the missing
+#     TensorRT library.
 # Needs the tiny models and demo avatar, made here.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -71,10 +73,16 @@ expect "default build: gpu-check" "without the GPU path" "--features cuda" -- \
   "$bin" gpu-check --avatar "$work/avatar"
 expect "default build: moda-edged backend = tensorrt" "backend" "no TensorRT backend" -- \
   "$daemon" --config "$work/moda-edge.toml" --check --set backend=tensorrt
+expect "default build: engine build" "no TensorRT builder" "--features jetson" -- \
+  "$bin" engine build --onnx "$work/models/renderer.onnx" --recipe engines/renderer.toml \
+  -o "$work/engines"
 
 echo "== Jetson build (--features jetson) on a machine without the CUDA driver"
 cargo build --locked --bins --features jetson
 checks "jetson build" "libcuda.so.1"
+expect "jetson build: engine build" "libnvinfer.so.10" -- \
+  "$bin" engine build --onnx "$work/models/renderer.onnx" --recipe engines/renderer.toml \
+  -o "$work/engines"
 
 if [ "$fails" -gt 0 ]; then
   echo "check-no-gpu: $fails check(s) FAILED"
