@@ -61,6 +61,32 @@ enum Command {
     /// device against the CPU stages, bit for bit, and time the frame stage with two slots
     /// against one.
     GpuCheck(GpuCheckCmd),
+    /// INT8 calibration on the CPU: per network of --models with samples in --set, writes
+    /// NAME.int8.onnx (Q/DQ graph), NAME.calib (TensorRT calibration cache) and
+    /// NAME.calibration.json (every tensor's range under max, percentile and entropy).
+    Calibrate(CalibrateCmd),
+}
+
+#[derive(Args)]
+struct CalibrateCmd {
+    /// Directory with moda.onnx, faco.onnx, renderer.onnx (any of them).
+    #[arg(long)]
+    models: PathBuf,
+    /// Calibration set: SET/<network>/<sample>/<input>.npy.
+    #[arg(long)]
+    set: PathBuf,
+    /// Output directory.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Range the Q/DQ graph uses (the report has all three; the cache is always entropy).
+    #[arg(long, value_enum, default_value_t = moda_edge::quant::Method::Entropy)]
+    method: moda_edge::quant::Method,
+    /// Percentile of |x| for the percentile method.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Further layers (ONNX node names) kept in float, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
 }
 
 #[derive(Args)]
@@ -399,7 +425,35 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Bench(cmd) => done(bench_cmd(cmd)),
         Command::Render(cmd) => render_cmd(cmd),
         Command::GpuCheck(cmd) => gpu_check_cmd(cmd),
+        Command::Calibrate(cmd) => done(calibrate_cmd(cmd)),
     }
+}
+
+fn calibrate_cmd(cmd: CalibrateCmd) -> Result<()> {
+    if !(cmd.percentile > 0.0 && cmd.percentile <= 100.0) {
+        bail!("--percentile must be in (0, 100], got {}", cmd.percentile);
+    }
+    let opts = moda_edge::quant::CalibrateOptions {
+        method: cmd.method,
+        percentile: cmd.percentile,
+        keep: moda_edge::quant::KeepRules {
+            names: cmd.keep,
+            ..Default::default()
+        },
+    };
+    let written = moda_edge::quant::calibrate_dir(&cmd.models, &cmd.set, &cmd.output, &opts)?;
+    for w in written {
+        println!(
+            "{}: {} samples, {} tensors, {} layers quantized -> {}/{}.int8.onnx, .calib, .calibration.json",
+            w.network,
+            w.samples,
+            w.tensors,
+            w.quantized_layers,
+            cmd.output.display(),
+            w.network
+        );
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]
