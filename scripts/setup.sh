@@ -27,12 +27,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# ONNX Runtime for the cross-runtime tests and `moda-edge bench --ort`.
+# ONNX Runtime for the cross-runtime tests and `moda-edge bench --ort`; onnx for ONNX Runtime's
+# calibrators (scripts/ort_calibrate.py, tests/quant_calibration.rs).
 if [ ! -x .venv/bin/python3 ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python3 -c "import onnxruntime, numpy" 2>/dev/null; then
-  echo "setup: installing onnxruntime and numpy into .venv"
-  .venv/bin/python3 -m pip install -q --disable-pip-version-check "onnxruntime>=1.17" "numpy>=1.24"
+if ! .venv/bin/python3 -c "import onnxruntime, numpy, onnx" 2>/dev/null; then
+  echo "setup: installing onnxruntime, numpy and onnx into .venv"
+  .venv/bin/python3 -m pip install -q --disable-pip-version-check "onnxruntime>=1.17" "numpy>=1.24" "onnx>=1.15"
 fi
 echo "setup: ok ($(.venv/bin/python3 -c 'import onnxruntime; print("onnxruntime", onnxruntime.__version__)'))"

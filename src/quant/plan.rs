@@ -174,7 +174,7 @@ pub fn plan(model: &ModelProto, rules: &KeepRules) -> Plan {
                 || reads_softmax(n, &producer, ATTENTION_HOPS));
         let kept = attention
             || edge_convs.contains(n.name.as_str())
-            || rules.names.iter().any(|k| *k == n.name);
+            || rules.names.contains(&n.name);
         if kept {
             kept_nodes.push(n.name.clone());
         }
