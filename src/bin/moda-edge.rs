@@ -65,6 +65,24 @@ enum Command {
     /// NAME.int8.onnx (Q/DQ graph), NAME.calib (TensorRT calibration cache) and
     /// NAME.calibration.json (every tensor's range under max, percentile and entropy).
     Calibrate(CalibrateCmd),
+    /// The calibration set (see calibration/README.md).
+    Calibration {
+        #[command(subcommand)]
+        command: CalibrationCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalibrationCmd {
+    /// Write the calibration set of a recipe (deterministic): OUT/<network>/<sample>/<input>.npy.
+    Make {
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The recipe.
+        #[arg(long, default_value = "calibration/recipe.toml")]
+        recipe: PathBuf,
+    },
 }
 
 #[derive(Args)]
@@ -426,7 +444,20 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Render(cmd) => render_cmd(cmd),
         Command::GpuCheck(cmd) => gpu_check_cmd(cmd),
         Command::Calibrate(cmd) => done(calibrate_cmd(cmd)),
+        Command::Calibration {
+            command: CalibrationCmd::Make { output, recipe },
+        } => done(calibration_make(&recipe, &output)),
     }
+}
+
+fn calibration_make(recipe: &Path, output: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(recipe)
+        .with_context(|| format!("cannot read the recipe {}", recipe.display()))?;
+    let recipe = moda_edge::quant::set::Recipe::parse(recipe, &text)?;
+    for (network, n) in moda_edge::quant::set::make(&recipe, output)? {
+        println!("{}/{network}: {n} samples", output.display());
+    }
+    Ok(())
 }
 
 fn calibrate_cmd(cmd: CalibrateCmd) -> Result<()> {

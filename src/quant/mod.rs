@@ -16,6 +16,7 @@ pub mod calibrate;
 pub mod collect;
 pub mod plan;
 pub mod qdq;
+pub mod set;
 pub mod stats;
 
 pub use cache::CalibrationCache;

@@ -172,9 +172,8 @@ pub fn plan(model: &ModelProto, rules: &KeepRules) -> Plan {
             && n.op_type == "MatMul"
             && (reaches_softmax(n, &consumers, ATTENTION_HOPS)
                 || reads_softmax(n, &producer, ATTENTION_HOPS));
-        let kept = attention
-            || edge_convs.contains(n.name.as_str())
-            || rules.names.contains(&n.name);
+        let kept =
+            attention || edge_convs.contains(n.name.as_str()) || rules.names.contains(&n.name);
         if kept {
             kept_nodes.push(n.name.clone());
         }
