@@ -216,3 +216,64 @@ fn reads_softmax(n: &NodeProto, producer: &HashMap<&str, &NodeProto>, hops: usiz
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::import::{init, Network};
+    use crate::model::Preset;
+
+    #[test]
+    fn moda_keeps_both_attention_products_of_every_softmax() {
+        let model = init(Network::Moda, Preset::Tiny, 1);
+        let p = plan(&model, &KeepRules::default());
+        let nodes = &model.graph.as_ref().unwrap().node;
+        let softmaxes = nodes.iter().filter(|n| n.op_type == "Softmax").count();
+        let kept_matmuls = p
+            .layers
+            .iter()
+            .filter(|l| l.kept && l.op == "MatMul")
+            .count();
+        assert!(softmaxes > 0);
+        assert_eq!(
+            kept_matmuls,
+            2 * softmaxes,
+            "scores and weighted sum per softmax"
+        );
+        // Kept MatMuls with two activation inputs only: weights' MatMuls are quantized.
+        assert!(p
+            .layers
+            .iter()
+            .filter(|l| l.kept && l.op == "MatMul")
+            .all(|l| l.weight.is_none()));
+        let convs: Vec<&Layer> = p.layers.iter().filter(|l| l.op == "Conv").collect();
+        assert!(convs[0].kept && convs[convs.len() - 1].kept);
+        assert!(convs[1..convs.len() - 1].iter().all(|l| !l.kept));
+        assert!(p
+            .kept_nodes
+            .iter()
+            .any(|n| n.starts_with("LayerNormalization")));
+    }
+
+    #[test]
+    fn named_layers_stay_float_and_weights_get_their_output_axis() {
+        let model = init(Network::Faco, Preset::Tiny, 1);
+        let first = model.graph.as_ref().unwrap().node[0].name.clone();
+        let rules = KeepRules {
+            names: vec![first.clone()],
+            ..Default::default()
+        };
+        let p = plan(&model, &rules);
+        let l = p
+            .layers
+            .iter()
+            .find(|l| l.node == first)
+            .expect("a MatMul first");
+        assert!(l.kept);
+        assert!(p.layers.iter().filter(|l| l.node != first).all(|l| !l.kept));
+        assert!(p
+            .layers
+            .iter()
+            .all(|l| l.weight.as_ref().is_some_and(|w| w.axis == 1)));
+    }
+}
