@@ -6,6 +6,7 @@
 //! - the INT8 Q/DQ graph of the seeded `tiny` renderer runs in ONNX Runtime at more than 30 dB
 //!   PSNR against FP32 on the golden renderer inputs (held out: the set has only transformed copies of them), and no
 //!   layer kept in float reads a DequantizeLinear;
+//! - the float16 graphs (FP16 simulated on tract) stay within 40 dB / 0.05 px of FP32;
 //! - the calibration cache parses back to the report's entropy scales, bit for bit.
 
 mod common;
@@ -15,6 +16,8 @@ use std::path::Path;
 use std::process::Command;
 
 use common::{golden, golden_npy, moda_edge_command, python};
+use moda_edge::backend::tract::TractBackend;
+use moda_edge::backend::{run_once, OnnxModel};
 use moda_edge::model::import::{import, init, ImportOptions, Network};
 use moda_edge::model::{onnx, Preset, Tensor};
 use moda_edge::quant::{qdq, CalibrationCache};
@@ -189,6 +192,42 @@ fn max_ranges_agree_with_onnx_runtime_and_the_cache_round_trips() {
             median,
             ratios[ratios.len() - 1]
         );
+
+        // FP16 simulated: the float16 graph on tract against the float32 graph.
+        let run = |path: &Path, inputs: &[(String, Tensor)]| {
+            let model = OnnxModel::load(path).unwrap();
+            run_once(&TractBackend::default(), &model, inputs)
+                .unwrap()
+                .remove(0)
+                .1
+        };
+        let inputs = if net == "renderer" {
+            renderer_golden()
+        } else {
+            vec![
+                ("lip".into(), golden_npy("faco/input_lip.npy")),
+                ("eye".into(), golden_npy("faco/input_eye.npy")),
+                ("template".into(), golden_npy("faco/input_ref.npy")),
+            ]
+        };
+        let fp32 = run(&root.join(format!("models/{net}.onnx")), &inputs);
+        let fp16 = run(&root.join(format!("out/{net}.fp16.onnx")), &inputs);
+        if net == "renderer" {
+            let (db, max_err) = psnr(&fp16, &fp32);
+            eprintln!("renderer FP16 vs FP32 (golden checkpoint and inputs): PSNR {db:.2} dB, max error {max_err:.4}");
+            assert!(db > 40.0, "FP16 renderer PSNR {db:.2} dB (bound 40)");
+        } else {
+            let (a, b) = (fp32.to_f64_vec(), fp16.to_f64_vec());
+            let errs: Vec<f64> = a
+                .chunks_exact(3)
+                .zip(b.chunks_exact(3))
+                .map(|(p, q)| ((p[0] - q[0]).powi(2) + (p[1] - q[1]).powi(2)).sqrt())
+                .collect();
+            let mean = errs.iter().sum::<f64>() / errs.len() as f64;
+            let max = errs.iter().copied().fold(0.0, f64::max);
+            eprintln!("faco FP16 vs FP32 (golden): vertex xy error mean {mean:.5} max {max:.5} (canonical px)");
+            assert!(max < 0.05, "FP16 FaCo vertex error {max}");
+        }
 
         // The cache holds every tensor's entropy scale, bit for bit.
         let text = std::fs::read_to_string(root.join(format!("out/{net}.calib"))).unwrap();

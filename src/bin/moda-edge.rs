@@ -63,7 +63,8 @@ enum Command {
     GpuCheck(GpuCheckCmd),
     /// INT8 calibration on the CPU: per network of --models with samples in --set, writes
     /// NAME.int8.onnx (Q/DQ graph), NAME.calib (TensorRT calibration cache) and
-    /// NAME.calibration.json (every tensor's range under max, percentile and entropy).
+    /// NAME.calibration.json (every tensor's range under max, percentile and entropy), and
+    /// NAME.fp16.onnx (the float16 graph, for the FP16 fidelity check).
     Calibrate(CalibrateCmd),
     /// The calibration set (see calibration/README.md).
     Calibration {

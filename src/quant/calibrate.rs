@@ -189,7 +189,8 @@ pub struct Written {
 
 /// `moda-edge calibrate`: for every `NAME.onnx` of `models` that has samples in `set`
 /// (`moda`, `faco`, `renderer`), writes `NAME.int8.onnx`, `NAME.calib` and
-/// `NAME.calibration.json` to `out`.
+/// `NAME.calibration.json` to `out`, and `NAME.fp16.onnx` (the float16 graph, for the FP16
+/// fidelity check) where [`super::fp16::to_float16`] takes the graph.
 ///
 /// # Errors
 /// [`QuantError`] naming the file or tensor at fault.
@@ -224,6 +225,11 @@ pub fn calibrate_dir(
         };
         write(format!("{network}.int8.onnx"), onnx::encode(&c.qdq))?;
         write(format!("{network}.calib"), c.cache.to_text().into_bytes())?;
+        // The float16 graph for the FP16 fidelity check, where the graph allows one.
+        match super::fp16::to_float16(&model) {
+            Ok(half) => write(format!("{network}.fp16.onnx"), onnx::encode(&half))?,
+            Err(e) => log::info!("{network}: no float16 graph ({e})"),
+        }
         let json =
             serde_json::to_vec_pretty(&c.report).map_err(|e| QuantError::Graph(e.to_string()))?;
         write(format!("{network}.calibration.json"), json)?;

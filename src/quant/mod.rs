@@ -14,6 +14,7 @@
 pub mod cache;
 pub mod calibrate;
 pub mod collect;
+pub mod fp16;
 pub mod plan;
 pub mod qdq;
 pub mod set;
