@@ -10,9 +10,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # libclang-dev: bindgen generates the V4L2 bindings (v4l2-sys-mit) from linux/videodev2.h.
+# espeak-ng: the speech of `moda-edge calibration make` (tests/quant_calibration.rs).
 packages=(
   pkg-config build-essential python3-venv libclang-dev linux-libc-dev
   libasound2-dev
+  espeak-ng
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools

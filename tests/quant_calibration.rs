@@ -411,3 +411,82 @@ fn checked_in_sample_set_regenerates_and_calibrates() {
     eprintln!("renderer INT8 (entropy, calibrated on calibration/sample) vs FP32 on the golden inputs: PSNR {db:.2} dB, max error {max_err:.4}");
     assert!(db > 30.0, "PSNR {db:.2} dB (bound 30)");
 }
+
+/// `calibration make` speaks a recipe's sentences with espeak-ng into MODA samples (waveform
+/// length and noise frames agree), `calibrate` quantizes the seeded MODA over them, and ONNX
+/// Runtime runs the Q/DQ graph.
+#[test]
+fn moda_speech_set_calibrates_and_its_qdq_graph_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let recipe = root.join("recipe.toml");
+    std::fs::write(
+        &recipe,
+        "[renderer]\nsize = 256\nposes = [[0.0, 0.0, 0.0]]\nframes = [0]\n\n[moda]\n\
+         sentences = [\"Would you like a cup of tea?\"]\nvoices = [\"en-us\", \"en-gb\"]\n\
+         rates = [175]\nseed = 1\n",
+    )
+    .unwrap();
+    let status = moda_edge_command()
+        .args(["calibration", "make", "-o"])
+        .arg(root.join("set"))
+        .arg("--recipe")
+        .arg(&recipe)
+        .status()
+        .unwrap();
+    assert!(
+        status.success(),
+        "calibration make (espeak-ng: bash scripts/setup.sh)"
+    );
+    std::fs::remove_dir_all(root.join("set/renderer")).unwrap();
+    for k in ["0000", "0001"] {
+        let w = npy::read(&root.join(format!("set/moda/{k}/waveform.npy"))).unwrap();
+        let n = npy::read(&root.join(format!("set/moda/{k}/noise.npy"))).unwrap();
+        assert!(w.shape[1] > 16_000, "at least a second of speech");
+        assert_eq!(n.shape[1], (w.shape[1] as f64 / (16_000.0 / 30.0)) as usize);
+    }
+    let models = root.join("models");
+    std::fs::create_dir_all(&models).unwrap();
+    std::fs::write(
+        models.join("moda.onnx"),
+        onnx::encode(&init(Network::Moda, Preset::Tiny, 1)),
+    )
+    .unwrap();
+    let output = moda_edge_command()
+        .args(["calibrate", "--models"])
+        .arg(&models)
+        .arg("--set")
+        .arg(root.join("set"))
+        .arg("-o")
+        .arg(root.join("out"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let sample = |name: &str| npy::read(&root.join(format!("set/moda/0000/{name}.npy"))).unwrap();
+    let inputs: Vec<(String, Tensor)> = ["waveform", "template", "noise"]
+        .iter()
+        .map(|n| (n.to_string(), sample(n)))
+        .collect();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("scripts/ort_run.py");
+    let mut cmd = Command::new(python());
+    cmd.arg(&script)
+        .arg(root.join("out/moda.int8.onnx"))
+        .arg("--output-dir")
+        .arg(root.join("ort"));
+    for (name, t) in &inputs {
+        let p = root.join(format!("{name}.npy"));
+        npy::write(&p, t).unwrap();
+        cmd.arg("--input").arg(format!("{name}={}", p.display()));
+    }
+    assert!(
+        cmd.status().unwrap().success(),
+        "ONNX Runtime runs moda.int8.onnx"
+    );
+    let lip = npy::read(&root.join("ort/lip.npy")).unwrap();
+    assert_eq!(lip.shape[2], 120);
+    assert!(lip.to_f64_vec().iter().all(|x| x.is_finite()));
+}

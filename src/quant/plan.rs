@@ -50,12 +50,14 @@ impl Default for KeepRules {
     }
 }
 
-/// The weight of a quantized layer: its input slot, initializer name and channel axis.
+/// The weight of a quantized layer: its input slot, initializer name and channel axis
+/// (`None`: one scale for the whole tensor, for batched MatMul weights of rank 3 and more,
+/// whose per-channel form neither ONNX Runtime's integer MatMul nor TensorRT takes).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct WeightSlot {
     pub input: usize,
     pub initializer: String,
-    pub axis: usize,
+    pub axis: Option<usize>,
 }
 
 /// One Conv/MatMul/Gemm node.
@@ -156,10 +158,11 @@ pub fn plan(model: &ModelProto, rules: &KeepRules) -> Plan {
             .get(1)
             .and_then(|w| inits.get(w.as_str()).map(|dims| (w, dims)))
             .and_then(|(w, dims)| {
-                let axis = match n.op_type.as_str() {
-                    "Conv" => 0,
-                    "Gemm" if trans_b(n) => 0,
-                    _ if dims.len() >= 2 => dims.len() - 1,
+                let axis = match (n.op_type.as_str(), dims.len()) {
+                    ("Conv", _) => Some(0),
+                    ("Gemm", _) if trans_b(n) => Some(0),
+                    (_, 2) => Some(1),
+                    (_, r) if r > 2 => None,
                     _ => return None,
                 };
                 Some(WeightSlot {
@@ -274,6 +277,6 @@ mod tests {
         assert!(p
             .layers
             .iter()
-            .all(|l| l.weight.as_ref().is_some_and(|w| w.axis == 1)));
+            .all(|l| l.weight.as_ref().is_some_and(|w| w.axis == Some(1))));
     }
 }

@@ -106,15 +106,21 @@ pub fn write(
                         let zname = format!("{}_zero_point", w.initializer);
                         let dims: Vec<usize> = init.dims.iter().map(|&d| d as usize).collect();
                         new_inits.push(i8_tensor(&qname, &dims, &q));
-                        new_inits.push(f32_tensor(&sname, &[scales.len()], &scales));
-                        new_inits.push(i8_tensor(&zname, &[scales.len()], &vec![0; scales.len()]));
+                        // One scale: scalars (per-tensor); several: 1-D along the axis.
+                        let sdims: Vec<usize> = if w.axis.is_some() {
+                            vec![scales.len()]
+                        } else {
+                            vec![]
+                        };
+                        new_inits.push(f32_tensor(&sname, &sdims, &scales));
+                        new_inits.push(i8_tensor(&zname, &sdims, &vec![0; scales.len()]));
                         let dq = format!("{}_dequantized", w.initializer);
                         nodes.push(node_of(
                             "DequantizeLinear",
                             &w.initializer,
                             &[&qname, &sname, &zname],
                             &dq,
-                            Some(w.axis as i64),
+                            w.axis.filter(|_| scales.len() > 1).map(|a| a as i64),
                         ));
                         dq_of.insert(w.initializer.clone(), dq.clone());
                         dq
@@ -142,14 +148,22 @@ pub fn write(
     Ok(out)
 }
 
-/// Per-channel symmetric int8 weights along `axis`, and their scales.
-fn quantize_weight(t: &TensorProto, axis: usize) -> Result<(Vec<i8>, Vec<f32>), QuantError> {
+/// Symmetric int8 weights, per channel along `axis` (or per tensor), and their scales.
+fn quantize_weight(
+    t: &TensorProto,
+    axis: Option<usize>,
+) -> Result<(Vec<i8>, Vec<f32>), QuantError> {
     let data = f32_data(t)?;
     let dims: Vec<usize> = t.dims.iter().map(|&d| d as usize).collect();
-    let channels = *dims
-        .get(axis)
-        .ok_or_else(|| QuantError::Graph(format!("weight {} has no axis {axis}", t.name)))?;
-    let inner: usize = dims[axis + 1..].iter().product();
+    let (channels, inner) = match axis {
+        Some(axis) => (
+            *dims.get(axis).ok_or_else(|| {
+                QuantError::Graph(format!("weight {} has no axis {axis}", t.name))
+            })?,
+            dims[axis + 1..].iter().product(),
+        ),
+        None => (1, data.len().max(1)),
+    };
     let channel_of = |i: usize| (i / inner) % channels;
     let mut amax = vec![0f32; channels];
     for (i, &x) in data.iter().enumerate() {
@@ -219,11 +233,14 @@ mod tests {
     #[test]
     fn per_channel_weights_use_the_full_int8_range() {
         let t = f32_tensor("w", &[2, 3], &[1.0, -0.5, 0.25, 10.0, 5.0, -10.0]);
-        let (q, s) = quantize_weight(&t, 0).unwrap();
+        let (q, s) = quantize_weight(&t, Some(0)).unwrap();
         assert_eq!(s, vec![1.0 / 127.0, 10.0 / 127.0]);
         assert_eq!(q, vec![127, -64, 32, 127, 64, -127]);
-        let (q, s) = quantize_weight(&t, 1).unwrap();
+        let (q, s) = quantize_weight(&t, Some(1)).unwrap();
         assert_eq!(s.len(), 3);
         assert_eq!(q[3], 127);
+        let (q, s) = quantize_weight(&t, None).unwrap();
+        assert_eq!(s, vec![10.0 / 127.0]);
+        assert_eq!(q[0], 13);
     }
 }

@@ -29,6 +29,21 @@ const CANVAS: usize = 512;
 #[serde(deny_unknown_fields)]
 pub struct Recipe {
     pub renderer: RendererRecipe,
+    /// Speech for MODA (needs espeak-ng); absent in the checked-in sample recipe.
+    pub moda: Option<ModaRecipe>,
+}
+
+/// The MODA part of the recipe: every sentence in every voice at every rate.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModaRecipe {
+    pub sentences: Vec<String>,
+    /// espeak-ng voice names (`espeak-ng --voices`).
+    pub voices: Vec<String>,
+    /// Speaking rates in words per minute (espeak-ng `-s`, 80 to 450).
+    pub rates: Vec<u32>,
+    /// Seed of the VAE noise input.
+    pub seed: u64,
 }
 
 /// The renderer part of the recipe.
@@ -81,8 +96,86 @@ impl Recipe {
                 "renderer.poses has {p}, expected angles within ±90 degrees"
             )));
         }
+        if let Some(m) = &r.moda {
+            if m.sentences.is_empty() || m.voices.is_empty() || m.rates.is_empty() {
+                return Err(bad(
+                    "moda.sentences, moda.voices and moda.rates each need at least one entry"
+                        .into(),
+                ));
+            }
+            if let Some(rate) = m.rates.iter().find(|r| !(80..=450).contains(*r)) {
+                return Err(bad(format!(
+                    "moda.rates has {rate}, expected 80 to 450 words per minute"
+                )));
+            }
+        }
         Ok(r)
     }
+}
+
+/// Speaks `text` with espeak-ng into a WAV file.
+fn speak(text: &str, voice: &str, rate: u32, wav: &Path) -> Result<(), QuantError> {
+    let out = std::process::Command::new("espeak-ng")
+        .args(["-v", voice, "-s", &rate.to_string(), "-w"])
+        .arg(wav)
+        .arg(text)
+        .output()
+        .map_err(|e| QuantError::Sample(format!(
+            "cannot run espeak-ng ({e}): the recipe's [moda] speech needs it (apt-get install espeak-ng), or leave [moda] out"
+        )))?;
+    if !out.status.success() {
+        return Err(QuantError::Sample(format!(
+            "espeak-ng -v {voice} -s {rate} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(())
+}
+
+/// MODA samples: every sentence in every voice at every rate, as the normalized 16 kHz
+/// waveform, the synthetic subject's template and seeded noise of the matching frame count.
+fn make_moda(m: &ModaRecipe, template: &[[f64; 3]], out: &Path) -> Result<usize, QuantError> {
+    let tmp = out.join("moda/.speech.wav");
+    let file_err = |p: &Path, e: &dyn std::fmt::Display| QuantError::File {
+        path: p.to_path_buf(),
+        detail: e.to_string(),
+    };
+    std::fs::create_dir_all(out.join("moda")).map_err(|e| file_err(&out.join("moda"), &e))?;
+    let template: Vec<f32> = template.iter().flatten().map(|&v| v as f32).collect();
+    let mut k = 0;
+    for text in &m.sentences {
+        for voice in &m.voices {
+            for &rate in &m.rates {
+                speak(text, voice, rate, &tmp)?;
+                let samples = crate::audio::load_wav_16k(&tmp).map_err(|e| file_err(&tmp, &e))?;
+                let waveform = crate::audio::normalize(&samples);
+                let frames = crate::motion::offline::frame_count(waveform.len()).max(1);
+                let mut noise = vec![0f32; frames * crate::motion::noise::NOISE_DIM];
+                crate::motion::noise::Noise::Seeded(m.seed.wrapping_add(k as u64))
+                    .fill(0, &mut noise);
+                let dir = out.join(format!("moda/{k:04}"));
+                std::fs::create_dir_all(&dir).map_err(|e| file_err(&dir, &e))?;
+                let files = [
+                    ("waveform", Tensor::f32(vec![1, waveform.len()], waveform)),
+                    (
+                        "template",
+                        Tensor::f32(vec![1, template.len()], template.clone()),
+                    ),
+                    (
+                        "noise",
+                        Tensor::f32(vec![1, frames, crate::motion::noise::NOISE_DIM], noise),
+                    ),
+                ];
+                for (name, t) in files {
+                    let p = dir.join(format!("{name}.npy"));
+                    npy::write(&p, &t).map_err(|e| file_err(&p, &e))?;
+                }
+                k += 1;
+            }
+        }
+    }
+    let _ = std::fs::remove_file(&tmp);
+    Ok(k)
 }
 
 /// Writes the set of `recipe` under `out`; returns the number of samples per network.
@@ -154,5 +247,9 @@ pub fn make(recipe: &Recipe, out: &Path) -> Result<Vec<(&'static str, usize)>, Q
             })?;
         }
     }
-    Ok(vec![("renderer", r.poses.len())])
+    let mut made = vec![("renderer", r.poses.len())];
+    if let Some(m) = &recipe.moda {
+        made.push(("moda", make_moda(m, &subject.template, out)?));
+    }
+    Ok(made)
 }
