@@ -410,6 +410,38 @@ fn checked_in_sample_set_regenerates_and_calibrates() {
     let (db, max_err) = psnr(&int8, &fp32);
     eprintln!("renderer INT8 (entropy, calibrated on calibration/sample) vs FP32 on the golden inputs: PSNR {db:.2} dB, max error {max_err:.4}");
     assert!(db > 30.0, "PSNR {db:.2} dB (bound 30)");
+
+    // `--avatar` with the demo avatar puts in the same synthetic subject the set was made
+    // from: the same ranges, bit for bit.
+    let status = moda_edge_command()
+        .args(["avatar", "demo", "-o"])
+        .arg(root.join("avatar"))
+        .arg("--renderer")
+        .arg(models.join("renderer.onnx"))
+        .args(["--renderer-size", "256"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let output = moda_edge_command()
+        .args(["calibrate", "--models"])
+        .arg(&models)
+        .arg("--set")
+        .arg(root_dir.join("calibration/sample"))
+        .arg("--avatar")
+        .arg(root.join("avatar"))
+        .arg("-o")
+        .arg(root.join("out-avatar"))
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        report(&root.join("out/renderer.calibration.json")),
+        report(&root.join("out-avatar/renderer.calibration.json"))
+    );
 }
 
 /// `calibration make` speaks a recipe's sentences with espeak-ng into MODA samples (waveform

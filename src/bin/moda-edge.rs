@@ -94,6 +94,10 @@ struct CalibrateCmd {
     /// Calibration set: SET/<network>/<sample>/<input>.npy.
     #[arg(long)]
     set: PathBuf,
+    /// Avatar bundle whose template and reference picture replace the set's (calibrate for the
+    /// person the engines will render).
+    #[arg(long)]
+    avatar: Option<PathBuf>,
     /// Output directory.
     #[arg(short, long)]
     output: PathBuf,
@@ -473,7 +477,17 @@ fn calibrate_cmd(cmd: CalibrateCmd) -> Result<()> {
             ..Default::default()
         },
     };
-    let written = moda_edge::quant::calibrate_dir(&cmd.models, &cmd.set, &cmd.output, &opts)?;
+    let avatar = match &cmd.avatar {
+        Some(dir) => Some(moda_edge::face::avatar::Avatar::load(dir)?),
+        None => None,
+    };
+    let written = moda_edge::quant::calibrate_dir(
+        &cmd.models,
+        &cmd.set,
+        avatar.as_ref(),
+        &cmd.output,
+        &opts,
+    )?;
     for w in written {
         println!(
             "{}: {} samples, {} tensors, {} layers quantized -> {}/{}.int8.onnx, .calib, .calibration.json",

@@ -15,7 +15,9 @@ use super::collect::{collect, Sample};
 use super::plan::{plan, KeepRules};
 use super::qdq;
 use super::QuantError;
+use crate::face::avatar::Avatar;
 use crate::model::onnx::{self, pb::ModelProto};
+use crate::model::Tensor;
 use crate::util::npy;
 
 /// How an activation's range is chosen for the Q/DQ graph.
@@ -187,6 +189,52 @@ pub struct Written {
     pub quantized_layers: usize,
 }
 
+/// Puts `avatar`'s own subject into every sample: its `template` (MODA, FaCo) and its
+/// `reference` picture (renderer, at the sample's `mesh_image` size), so the ranges are those
+/// of the person the engines will render.
+///
+/// # Errors
+/// [`QuantError::Sample`] when the avatar's picture cannot be brought to a sample's size.
+pub fn with_avatar(samples: &mut [Sample], avatar: &Avatar) -> Result<(), QuantError> {
+    let template = Tensor::f32(
+        vec![1, avatar.template.len()],
+        avatar.template.iter().map(|&v| v as f32).collect(),
+    );
+    let canvas = avatar.config.canvas;
+    for (k, sample) in samples.iter_mut().enumerate() {
+        let size = sample
+            .iter()
+            .find(|(n, _)| n == "mesh_image")
+            .map(|(_, t)| t.shape.clone());
+        for (name, t) in sample.iter_mut() {
+            if name == "template" {
+                *t = template.clone();
+            } else if name == "reference" {
+                let Some(shape) = &size else { continue };
+                let side = shape[3];
+                let rgb = if side == canvas {
+                    avatar.reference.clone()
+                } else if side * 2 == canvas {
+                    let mut small = vec![0u8; side * side * 3];
+                    crate::draw::convert::shrink_2x(&avatar.reference, canvas, canvas, &mut small)
+                        .map_err(|e| QuantError::Sample(e.to_string()))?;
+                    small
+                } else {
+                    return Err(QuantError::Sample(format!(
+                        "sample {k}: mesh_image is {side}² but the avatar's canvas is {canvas}²; expected {canvas} or {}",
+                        canvas / 2
+                    )));
+                };
+                let mut chw = vec![0f32; side * side * 3];
+                crate::draw::convert::u8_hwc_to_unit_chw(&rgb, side, side, &mut chw)
+                    .map_err(|e| QuantError::Sample(e.to_string()))?;
+                *t = Tensor::f32(vec![1, 3, side, side], chw);
+            }
+        }
+    }
+    Ok(())
+}
+
 /// `moda-edge calibrate`: for every `NAME.onnx` of `models` that has samples in `set`
 /// (`moda`, `faco`, `renderer`), writes `NAME.int8.onnx`, `NAME.calib` and
 /// `NAME.calibration.json` to `out`, and `NAME.fp16.onnx` (the float16 graph, for the FP16
@@ -197,6 +245,7 @@ pub struct Written {
 pub fn calibrate_dir(
     models: &Path,
     set: &Path,
+    avatar: Option<&Avatar>,
     out: &Path,
     opts: &CalibrateOptions,
 ) -> Result<Vec<Written>, QuantError> {
@@ -216,7 +265,10 @@ pub fn calibrate_dir(
             path: model_path.clone(),
             detail: format!("not an ONNX model ({e})"),
         })?;
-        let samples = read_set(set, network)?;
+        let mut samples = read_set(set, network)?;
+        if let Some(avatar) = avatar {
+            with_avatar(&mut samples, avatar)?;
+        }
         log::info!("calibrate {network}: {} samples", samples.len());
         let c = calibrate(network, &model, &samples, opts)?;
         let write = |name: String, data: Vec<u8>| {

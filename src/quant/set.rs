@@ -68,7 +68,15 @@ impl Recipe {
             path: path.to_path_buf(),
             detail,
         };
-        let r: Recipe = toml::from_str(text).map_err(|e| bad(e.message().to_string()))?;
+        let r: Recipe = toml::from_str(text).map_err(|e| {
+            let line = e
+                .span()
+                .map(|s| text[..s.start.min(text.len())].matches('\n').count() + 1);
+            match line {
+                Some(line) => bad(format!("line {line}: {}", e.message())),
+                None => bad(e.message().to_string()),
+            }
+        })?;
         if r.renderer.size != 256 && r.renderer.size != 512 {
             return Err(bad(format!(
                 "renderer.size is {}, expected 256 or 512",
