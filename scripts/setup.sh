@@ -10,9 +10,11 @@ SUDO=""
 if [ "$(id -u)" -ne 0 ]; then SUDO="sudo"; fi
 
 # libclang-dev: bindgen generates the V4L2 bindings (v4l2-sys-mit) from linux/videodev2.h.
+# espeak-ng: the speech of `moda-edge calibration make` (tests/quant_calibration.rs).
 packages=(
   pkg-config build-essential python3-venv libclang-dev linux-libc-dev
   libasound2-dev
+  espeak-ng
   libgstreamer1.0-dev libgstreamer-plugins-base1.0-dev
   gstreamer1.0-plugins-base gstreamer1.0-plugins-good gstreamer1.0-plugins-bad
   gstreamer1.0-plugins-ugly gstreamer1.0-libav gstreamer1.0-tools
@@ -27,12 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-# ONNX Runtime for the cross-runtime tests and `moda-edge bench --ort`.
+# ONNX Runtime for the cross-runtime tests and `moda-edge bench --ort`; onnx for ONNX Runtime's
+# calibrators (scripts/ort_calibrate.py, tests/quant_calibration.rs).
 if [ ! -x .venv/bin/python3 ]; then
   python3 -m venv .venv
 fi
-if ! .venv/bin/python3 -c "import onnxruntime, numpy" 2>/dev/null; then
-  echo "setup: installing onnxruntime and numpy into .venv"
-  .venv/bin/python3 -m pip install -q --disable-pip-version-check "onnxruntime>=1.17" "numpy>=1.24"
+if ! .venv/bin/python3 -c "import onnxruntime, numpy, onnx" 2>/dev/null; then
+  echo "setup: installing onnxruntime, numpy and onnx into .venv"
+  .venv/bin/python3 -m pip install -q --disable-pip-version-check "onnxruntime>=1.17" "numpy>=1.24" "onnx>=1.15"
 fi
 echo "setup: ok ($(.venv/bin/python3 -c 'import onnxruntime; print("onnxruntime", onnxruntime.__version__)'))"

@@ -21,6 +21,7 @@ pub mod model;
 pub mod motion;
 pub mod offline;
 pub mod pipeline;
+pub mod quant;
 pub mod sink;
 pub mod util;
 

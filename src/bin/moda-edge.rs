@@ -66,6 +66,55 @@ enum Command {
         #[command(subcommand)]
         command: EngineCmd,
     },
+    /// INT8 calibration on the CPU: per network of --models with samples in --set, writes
+    /// NAME.int8.onnx (Q/DQ graph), NAME.calib (TensorRT calibration cache) and
+    /// NAME.calibration.json (every tensor's range under max, percentile and entropy), and
+    /// NAME.fp16.onnx (the float16 graph, for the FP16 fidelity check).
+    Calibrate(CalibrateCmd),
+    /// The calibration set (see calibration/README.md).
+    Calibration {
+        #[command(subcommand)]
+        command: CalibrationCmd,
+    },
+}
+
+#[derive(Subcommand)]
+enum CalibrationCmd {
+    /// Write the calibration set of a recipe (deterministic): OUT/<network>/<sample>/<input>.npy.
+    Make {
+        /// Output directory.
+        #[arg(short, long)]
+        output: PathBuf,
+        /// The recipe.
+        #[arg(long, default_value = "calibration/recipe.toml")]
+        recipe: PathBuf,
+    },
+}
+
+#[derive(Args)]
+struct CalibrateCmd {
+    /// Directory with moda.onnx, faco.onnx, renderer.onnx (any of them).
+    #[arg(long)]
+    models: PathBuf,
+    /// Calibration set: SET/<network>/<sample>/<input>.npy.
+    #[arg(long)]
+    set: PathBuf,
+    /// Avatar bundle whose template and reference picture replace the set's (calibrate for the
+    /// person the engines will render).
+    #[arg(long)]
+    avatar: Option<PathBuf>,
+    /// Output directory.
+    #[arg(short, long)]
+    output: PathBuf,
+    /// Range the Q/DQ graph uses (the report has all three; the cache is always entropy).
+    #[arg(long, value_enum, default_value_t = moda_edge::quant::Method::Entropy)]
+    method: moda_edge::quant::Method,
+    /// Percentile of |x| for the percentile method.
+    #[arg(long, default_value_t = 99.99)]
+    percentile: f64,
+    /// Further layers (ONNX node names) kept in float, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    keep: Vec<String>,
 }
 
 #[derive(Args)]
@@ -407,7 +456,58 @@ fn run(command: Command) -> Result<ExitCode> {
         Command::Engine {
             command: EngineCmd::Build(cmd),
         } => done(engine_build_cmd(cmd)),
+        Command::Calibrate(cmd) => done(calibrate_cmd(cmd)),
+        Command::Calibration {
+            command: CalibrationCmd::Make { output, recipe },
+        } => done(calibration_make(&recipe, &output)),
     }
+}
+
+fn calibration_make(recipe: &Path, output: &Path) -> Result<()> {
+    let text = std::fs::read_to_string(recipe)
+        .with_context(|| format!("cannot read the recipe {}", recipe.display()))?;
+    let recipe = moda_edge::quant::set::Recipe::parse(recipe, &text)?;
+    for (network, n) in moda_edge::quant::set::make(&recipe, output)? {
+        println!("{}/{network}: {n} samples", output.display());
+    }
+    Ok(())
+}
+
+fn calibrate_cmd(cmd: CalibrateCmd) -> Result<()> {
+    if !(cmd.percentile > 0.0 && cmd.percentile <= 100.0) {
+        bail!("--percentile must be in (0, 100], got {}", cmd.percentile);
+    }
+    let opts = moda_edge::quant::CalibrateOptions {
+        method: cmd.method,
+        percentile: cmd.percentile,
+        keep: moda_edge::quant::KeepRules {
+            names: cmd.keep,
+            ..Default::default()
+        },
+    };
+    let avatar = match &cmd.avatar {
+        Some(dir) => Some(moda_edge::face::avatar::Avatar::load(dir)?),
+        None => None,
+    };
+    let written = moda_edge::quant::calibrate_dir(
+        &cmd.models,
+        &cmd.set,
+        avatar.as_ref(),
+        &cmd.output,
+        &opts,
+    )?;
+    for w in written {
+        println!(
+            "{}: {} samples, {} tensors, {} layers quantized -> {}/{}.int8.onnx, .calib, .calibration.json",
+            w.network,
+            w.samples,
+            w.tensors,
+            w.quantized_layers,
+            cmd.output.display(),
+            w.network
+        );
+    }
+    Ok(())
 }
 
 #[cfg(not(feature = "cuda"))]
