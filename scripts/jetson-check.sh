@@ -4,21 +4,21 @@
 #   1. builds moda-edge with --features jetson (the TensorRT shim, the CUDA kernels);
 #   2. `moda-edge gpu-check`: every kernel on the GPU against the CPU stages, bit for bit, and
 #      the double-buffered frame stage timed against one slot;
-#   3. for FP32 and FP16: builds each network's engine with trtexec for the benchmarked shapes,
-#      then `bench --backend tensorrt` times each network and gives its largest difference
-#      from the CPU backend (tract) on the same inputs;
+#   3. for FP32 and FP16: builds each network's engine with `moda-edge engine build` and the
+#      recipes of engines/ (their profiles cover the benchmarked and the live shapes; build
+#      times are printed), then `bench --backend tensorrt` times each network and gives its
+#      largest difference from the CPU backend (tract) on the same inputs;
 #   4. moda-edged --check with backend = "tensorrt": the per-stage times of the live pipeline
 #      and the smallest latency budget that holds.
 #
 #   bash scripts/jetson-check.sh [MODELS_DIR]   # default: seeded release-size networks
 # MODELS_DIR holds moda.onnx, faco.onnx, renderer.onnx (e.g. imported from your checkpoints).
-# Outputs go to target/jetson-check/. Takes about an hour, most of it building engines.
+# MODA_DEVICE_CLASS=nano|nx|agx picks the recipes' variant (default nx). Outputs go to
+# target/jetson-check/; building the engines takes most of the time (not measured yet).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-trtexec=${TRTEXEC:-/usr/src/tensorrt/bin/trtexec}
 work=target/jetson-check
 mkdir -p "$work"
-[ -x "$trtexec" ] || { echo "jetson-check: $trtexec not found (TensorRT's trtexec; set TRTEXEC)" >&2; exit 1; }
 
 echo "== build (--features jetson)"
 export TENSORRT_INCLUDE_DIR=${TENSORRT_INCLUDE_DIR:-/usr/include/aarch64-linux-gnu}
@@ -37,15 +37,16 @@ fi
 echo "== kernels on the GPU against the CPU stages"
 "$bin" gpu-check --avatar "$work/avatar" --cache "$work/kernels" | tee "$work/gpu-check.txt"
 
+class=${MODA_DEVICE_CLASS:-nx}   # nano | nx | agx: the recipes' workspace
 for precision in fp32 fp16; do
   dir=$work/$precision
   mkdir -p "$dir"
   cp "$models"/moda.onnx "$models"/faco.onnx "$models"/renderer.onnx "$dir/"
-  echo "== $precision engines (trtexec)"
-  "$bin" bench --models "$dir" --trtexec --precision "$precision" | while read -r line; do
-    echo "$line"
-    # shellcheck disable=SC2086
-    ${line/#trtexec/$trtexec} >"$dir/trtexec.log" 2>&1 || { echo "trtexec failed, see $dir/trtexec.log" >&2; exit 1; }
+  echo "== $precision engines (moda-edge engine build, engines/*.toml)"
+  for net in moda faco renderer; do
+    /usr/bin/time -f "$net $precision: %e s" "$bin" engine build --onnx "$dir/$net.onnx" \
+      --recipe "engines/$net.toml" --device-class "$class" --precision "$precision" \
+      --timing-cache "$work/timing.cache" -o "$dir"
   done
   echo "== $precision: TensorRT against the CPU backend"
   "$bin" bench --models "$dir" --backend tensorrt --precision "$precision" --iters 20 \
@@ -53,6 +54,8 @@ for precision in fp32 fp16; do
 done
 
 echo "== live pipeline on TensorRT (FP16 engines): per-stage times and the smallest budget"
+cp "$work/fp16/renderer.onnx" "$work/avatar/renderer.onnx"
+cp "$work/fp16/renderer.engine" "$work/fp16/renderer.engine.json" "$work/avatar/"
 cat >"$work/moda-edge.toml" <<TOML
 models = "$PWD/$work/fp16"
 avatar = "$PWD/$work/avatar"
@@ -62,20 +65,5 @@ source = "silence://"
 [video]
 sink = "null://"
 TOML
-# The live windows have other shapes than the benchmark: each missing or mismatched engine is
-# reported with the trtexec command that builds it; build it and ask again.
-for attempt in 1 2 3 4; do
-  if out=$("$daemon" --config "$work/moda-edge.toml" --check 2>&1); then
-    printf '%s\n' "$out" | tee "$work/check.txt"
-    break
-  fi
-  cmd=$(printf '%s\n' "$out" | grep -o 'it: trtexec .*' | head -n1 | sed 's/^it: //')
-  if [ -z "$cmd" ] || [ "$attempt" -eq 4 ]; then
-    printf '%s\n' "$out" >&2
-    exit 1
-  fi
-  echo "building: $cmd --fp16"
-  # shellcheck disable=SC2086
-  ${cmd/#trtexec/$trtexec} --fp16 >"$work/trtexec-live.log" 2>&1
-done
+"$daemon" --config "$work/moda-edge.toml" --check | tee "$work/check.txt"
 echo "jetson-check: results in $work (gpu-check.txt, bench-fp32.md, bench-fp16.md, check.txt)"

@@ -945,7 +945,9 @@ fn engine_build_with(
         device: cmd.device,
     };
     let plan = recipe.plan(device_class);
-    eprintln!(
+    // What is being built goes to standard output, with the result; errors stay one line on
+    // standard error.
+    println!(
         "engine build: {} with {} ({}, {} MiB workspace{})",
         cmd.onnx.display(),
         cmd.recipe.display(),
