@@ -157,7 +157,7 @@ fn run(cli: &Cli) -> Result<ExitCode> {
             Some(Request::Reload) => {
                 let _ = notifier.reloading();
                 match load_settings(cli).and_then(|new| {
-                    check_avatar(&new)?;
+                    check_reload(&new)?;
                     Ok(new)
                 }) {
                     Err(e) => {
@@ -196,12 +196,6 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-/// Fails when the avatar in `settings` does not load (a reload keeps the old one then).
-fn check_avatar(settings: &Settings) -> Result<()> {
-    Avatar::load(&settings.avatar)?;
-    MotionModels::load(&settings.models)?;
-    Ok(())
-}
 
 /// A running pipeline.
 struct Service {
@@ -274,6 +268,17 @@ macro_rules! with_backend {
             }
         }
     }};
+}
+
+/// Fails when the avatar, the models or the backend in `settings` cannot be had, so that a
+/// reload asking for them keeps the running service (and its config) instead.
+fn check_reload(settings: &Settings) -> Result<()> {
+    Avatar::load(&settings.avatar)?;
+    MotionModels::load(&settings.models)?;
+    with_backend!(settings, |backend| {
+        drop(backend);
+        Ok(())
+    })
 }
 
 impl Service {
