@@ -116,11 +116,7 @@ int moda_trt_runtime_version(const moda_trt_runtime* runtime, char* buf, size_t 
             write_message(buf, buf_len, "moda_trt_runtime_version: null runtime");
             return MODA_TRT_BAD_ARGUMENT;
         }
-        int32_t const v = runtime->version;
-        char text[32];
-        std::snprintf(text, sizeof text, "%d.%d.%d", static_cast<int>(v / 10000),
-                      static_cast<int>(v / 100 % 100), static_cast<int>(v % 100));
-        write_message(buf, buf_len, text);
+        write_version(buf, buf_len, runtime->version);
         return MODA_TRT_OK;
     });
 }

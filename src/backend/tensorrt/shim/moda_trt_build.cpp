@@ -354,11 +354,7 @@ int moda_trt_builder_version(const moda_trt_builder* builder, char* buf, size_t 
             write_message(buf, buf_len, "moda_trt_builder_version: null builder");
             return MODA_TRT_BAD_ARGUMENT;
         }
-        int32_t const v = builder->version;
-        char text[32];
-        std::snprintf(text, sizeof text, "%d.%d.%d", static_cast<int>(v / 10000),
-                      static_cast<int>(v / 100 % 100), static_cast<int>(v % 100));
-        write_message(buf, buf_len, text);
+        write_version(buf, buf_len, builder->version);
         return MODA_TRT_OK;
     });
 }

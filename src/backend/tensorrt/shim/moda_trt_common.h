@@ -48,6 +48,15 @@ inline void write_message(char* buf, size_t len, char const* msg) noexcept {
 }
 
 // Runs `body` (which returns a MODA_TRT_* code), turning exceptions into MODA_TRT_INTERNAL.
+// Writes TensorRT's version number (major·10000 + minor·100 + patch, as getInferLibVersion
+// returns it) as "major.minor.patch".
+inline void write_version(char* buf, size_t len, int32_t v) noexcept {
+    char text[32];
+    std::snprintf(text, sizeof text, "%d.%d.%d", static_cast<int>(v / 10000),
+                  static_cast<int>(v / 100 % 100), static_cast<int>(v % 100));
+    write_message(buf, len, text);
+}
+
 template <typename Body>
 inline int guard(char* err, size_t err_len, Body body) noexcept {
     try {
