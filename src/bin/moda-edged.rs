@@ -196,7 +196,6 @@ fn run(cli: &Cli) -> Result<ExitCode> {
     }
 }
 
-
 /// A running pipeline.
 struct Service {
     pipeline: LivePipeline,
