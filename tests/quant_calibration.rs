@@ -484,6 +484,12 @@ fn moda_speech_set_calibrates_and_its_qdq_graph_runs() {
         onnx::encode(&init(Network::Moda, Preset::Tiny, 1)),
     )
     .unwrap();
+    // FaCo has no samples of its own in the set: it is calibrated on MODA's outputs.
+    std::fs::write(
+        models.join("faco.onnx"),
+        onnx::encode(&init(Network::Faco, Preset::Tiny, 1)),
+    )
+    .unwrap();
     let output = moda_edge_command()
         .args(["calibrate", "--models"])
         .arg(&models)
@@ -521,4 +527,15 @@ fn moda_speech_set_calibrates_and_its_qdq_graph_runs() {
     let lip = npy::read(&root.join("ort/lip.npy")).unwrap();
     assert_eq!(lip.shape[2], 120);
     assert!(lip.to_f64_vec().iter().all(|x| x.is_finite()));
+
+    // FaCo, from MODA's outputs on the two clips.
+    assert!(root.join("out/faco.int8.onnx").is_file());
+    assert!(root.join("out/faco.calib").is_file());
+    let faco = report(&root.join("out/faco.calibration.json"));
+    assert!(
+        faco["tensors"].as_array().is_some_and(|t| !t.is_empty()),
+        "{faco}"
+    );
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(stdout.contains("faco"), "{stdout}");
 }

@@ -235,8 +235,48 @@ pub fn with_avatar(samples: &mut [Sample], avatar: &Avatar) -> Result<(), QuantE
     Ok(())
 }
 
+/// FaCo's samples from MODA (`moda_path`) run on every speech sample of `set`: its `lip` and
+/// `eye` outputs with the sample's `template`, FaCo's three inputs. The runtime smooths MODA's
+/// streams before FaCo, which narrows them a little; these unsmoothed ones bound them.
+///
+/// # Errors
+/// The MODA model or a sample that does not load or run.
+pub fn faco_samples_from_moda(moda_path: &Path, set: &Path) -> Result<Vec<Sample>, QuantError> {
+    use crate::backend::tract::TractBackend;
+    use crate::backend::{run_once, OnnxModel};
+    let model = OnnxModel::load(moda_path).map_err(|e| QuantError::File {
+        path: moda_path.to_path_buf(),
+        detail: e.to_string(),
+    })?;
+    let backend = TractBackend::default();
+    let mut samples = Vec::new();
+    for (i, sample) in read_set(set, "moda")?.into_iter().enumerate() {
+        let outputs = run_once(&backend, &model, &sample).map_err(|e| {
+            QuantError::Sample(format!("MODA on speech sample {i} (for FaCo): {e}"))
+        })?;
+        let mut faco = Vec::new();
+        for name in ["lip", "eye"] {
+            let t = outputs
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, t)| t.clone())
+                .ok_or_else(|| QuantError::Sample(format!("MODA has no output `{name}`")))?;
+            faco.push((name.to_string(), t));
+        }
+        let template = sample
+            .iter()
+            .find(|(n, _)| n == "template")
+            .map(|(_, t)| t.clone())
+            .ok_or_else(|| QuantError::Sample(format!("speech sample {i} has no template")))?;
+        faco.push(("template".to_string(), template));
+        samples.push(faco);
+    }
+    Ok(samples)
+}
+
 /// `moda-edge calibrate`: for every `NAME.onnx` of `models` that has samples in `set`
-/// (`moda`, `faco`, `renderer`), writes `NAME.int8.onnx`, `NAME.calib` and
+/// (`moda`, `faco`, `renderer`; FaCo without samples of its own takes MODA's outputs on the
+/// speech samples, [`faco_samples_from_moda`]), writes `NAME.int8.onnx`, `NAME.calib` and
 /// `NAME.calibration.json` to `out`, and `NAME.fp16.onnx` (the float16 graph, for the FP16
 /// fidelity check) where [`super::fp16::to_float16`] takes the graph.
 ///
@@ -257,7 +297,14 @@ pub fn calibrate_dir(
     let mut written = Vec::new();
     for network in ["moda", "faco", "renderer"] {
         let model_path = models.join(format!("{network}.onnx"));
-        if !model_path.exists() || !set.join(network).is_dir() {
+        let moda_path = models.join("moda.onnx");
+        // FaCo reads what MODA writes: without samples of its own, it is calibrated on MODA's
+        // outputs for the set's speech.
+        let from_moda = network == "faco"
+            && !set.join(network).is_dir()
+            && set.join("moda").is_dir()
+            && moda_path.exists();
+        if !model_path.exists() || !(set.join(network).is_dir() || from_moda) {
             continue;
         }
         let bytes = std::fs::read(&model_path).map_err(|e| io(&model_path, e))?;
@@ -265,7 +312,11 @@ pub fn calibrate_dir(
             path: model_path.clone(),
             detail: format!("not an ONNX model ({e})"),
         })?;
-        let mut samples = read_set(set, network)?;
+        let mut samples = if from_moda {
+            faco_samples_from_moda(&moda_path, set)?
+        } else {
+            read_set(set, network)?
+        };
         if let Some(avatar) = avatar {
             with_avatar(&mut samples, avatar)?;
         }
