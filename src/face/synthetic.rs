@@ -25,7 +25,7 @@ const OVAL_TOP: f64 = 148.0;
 const OVAL_BOTTOM: f64 = 160.0;
 
 /// Well-known MediaPipe face-mesh landmarks that anchor the curves.
-pub(super) mod lm {
+pub(crate) mod lm {
     pub const FOREHEAD_TOP: usize = 10;
     pub const CHIN: usize = 152;
     /// On the face oval, on the image-left side (the subject's right cheek).

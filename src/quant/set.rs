@@ -56,6 +56,40 @@ pub struct RendererRecipe {
     pub poses: Vec<[f64; 3]>,
     /// Frame indices of the temporal codes (cycled over the poses).
     pub frames: Vec<usize>,
+    /// Mouth openings in canvas pixels (cycled over the poses; default closed): the lower lip
+    /// and jaw of the subject are lowered by this much ([`open_mouth`]).
+    #[serde(default = "closed_mouth")]
+    pub mouths: Vec<f64>,
+}
+
+fn closed_mouth() -> Vec<f64> {
+    vec![0.0]
+}
+
+/// The subject's `template` with the mouth opened by `open` canvas pixels: every point below
+/// the inner upper lip's middle and within the mouth's width (the lower lips, the jaw and the
+/// chin) moves down, fully near the lips, fading out over the chin and towards the sides.
+pub fn open_mouth(template: &[[f64; 3]], open: f64) -> Vec<[f64; 3]> {
+    use crate::face::synthetic::lm::{LIPS_INNER, LIPS_OUTER};
+    let (left, right) = (template[LIPS_OUTER[0]], template[LIPS_OUTER[1]]);
+    let top = template[LIPS_INNER[2]][1];
+    let cx = 0.5 * (left[0] + right[0]);
+    let hw = 0.5 * (right[0] - left[0]).abs().max(1.0);
+    template
+        .iter()
+        .map(|&[x, y, z]| {
+            let across = 1.0 - ((x - cx) / (1.4 * hw)).powi(2);
+            let below = y - top;
+            let down = if below <= 0.0 || across <= 0.0 {
+                0.0
+            } else if below <= hw {
+                1.0
+            } else {
+                (1.0 - (below - hw) / (2.0 * hw)).max(0.0)
+            };
+            [x, y + open * across.max(0.0) * down, z]
+        })
+        .collect()
 }
 
 impl Recipe {
@@ -92,6 +126,17 @@ impl Recipe {
             return Err(bad(
                 "renderer.frames is empty, expected at least one frame index".into(),
             ));
+        }
+        if r.renderer.mouths.is_empty()
+            || r.renderer
+                .mouths
+                .iter()
+                .any(|m| !m.is_finite() || !(0.0..=40.0).contains(m))
+        {
+            return Err(bad(format!(
+                "renderer.mouths is {:?}, expected openings of 0 to 40 pixels (at least one)",
+                r.renderer.mouths
+            )));
         }
         if let Some(p) = r
             .renderer
@@ -228,7 +273,12 @@ pub fn make(recipe: &Recipe, out: &Path) -> Result<Vec<(&'static str, usize)>, Q
             *a += d;
         }
         let head = HeadPose::from_params(&h);
-        head.project_all(&subject.template, &mut face_px);
+        let open = r.mouths[k % r.mouths.len()];
+        if open == 0.0 {
+            head.project_all(&subject.template, &mut face_px);
+        } else {
+            head.project_all(&open_mouth(&subject.template, open), &mut face_px);
+        }
         head.project_all(&subject.shoulders, &mut shoulder_px);
         drawer
             .process(&face_px, &shoulder_px, &mut rgb)
@@ -260,4 +310,60 @@ pub fn make(recipe: &Recipe, out: &Path) -> Result<Vec<(&'static str, usize)>, Q
         made.push(("moda", make_moda(m, &subject.template, out)?));
     }
     Ok(made)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::face::synthetic::lm;
+
+    #[test]
+    fn an_open_mouth_lowers_the_lower_lip_and_jaw_only() {
+        let tables = Tables::official().unwrap();
+        let subject = SyntheticSubject::build(&tables).unwrap();
+        let t = &subject.template;
+        let open = open_mouth(t, 10.0);
+        let dy = |i: usize| open[i][1] - t[i][1];
+        // The inner upper lip's middle and everything above it stay; the chin goes down.
+        assert_eq!(dy(lm::LIPS_INNER[2]), 0.0);
+        assert_eq!(dy(lm::NOSE_TIP), 0.0);
+        assert_eq!(dy(lm::FOREHEAD_TOP), 0.0);
+        assert!(
+            dy(lm::CHIN) > 0.0 && dy(lm::CHIN) <= 10.0,
+            "{}",
+            dy(lm::CHIN)
+        );
+        // Lower-lip points (below the upper inner lip, between the corners) move by up to 10.
+        let moved = (0..t.len()).filter(|&i| dy(i) > 5.0).count();
+        assert!(moved > 5, "{moved} points moved");
+        assert!(open
+            .iter()
+            .zip(t)
+            .all(|(a, b)| a[0] == b[0] && a[2] == b[2]));
+        assert_eq!(open_mouth(t, 0.0), *t);
+    }
+
+    #[test]
+    fn mouths_are_checked_and_change_the_condition_image() {
+        let base = "[renderer]\nsize = 256\nposes = [[0.0, 0.0, 0.0]]\nframes = [0]\n";
+        let parse = |extra: &str| Recipe::parse(Path::new("r.toml"), &format!("{base}{extra}"));
+        assert_eq!(parse("").unwrap().renderer.mouths, vec![0.0]);
+        let err = parse("mouths = [50.0]\n").unwrap_err().to_string();
+        assert!(
+            err.contains("renderer.mouths") && err.contains("0 to 40"),
+            "{err}"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let image = |extra: &str, name: &str| {
+            make(&parse(extra).unwrap(), &dir.path().join(name)).unwrap();
+            npy::read(
+                &dir.path()
+                    .join(format!("{name}/renderer/0000/mesh_image.npy")),
+            )
+            .unwrap()
+        };
+        let closed = image("", "closed");
+        let open = image("mouths = [12.0]\n", "open");
+        assert_ne!(closed.to_f64_vec(), open.to_f64_vec());
+    }
 }
