@@ -55,15 +55,8 @@ int moda_trt_runtime_create(moda_trt_runtime** out, char* err, size_t err_len) {
             return MODA_TRT_BAD_ARGUMENT;
         }
         *out = nullptr;
-        void* library = dlopen("libnvinfer.so.10", RTLD_NOW | RTLD_LOCAL);
+        void* library = open_library("libnvinfer.so.10", "TensorRT 10", err, err_len);
         if (library == nullptr) {
-            char const* why = dlerror();
-            std::string msg = "cannot load libnvinfer.so.10 (";
-            msg += why != nullptr ? why : "not found";
-            msg += "): TensorRT 10 is not installed; on a Jetson it comes with JetPack 6 "
-                   "(sudo apt install nvidia-jetpack), elsewhere add TensorRT's lib folder to "
-                   "LD_LIBRARY_PATH";
-            write_message(err, err_len, msg.c_str());
             return MODA_TRT_NO_LIBRARY;
         }
         auto create = reinterpret_cast<CreateRuntimeFn>(dlsym(library, "createInferRuntime_INTERNAL"));

@@ -23,21 +23,6 @@ namespace {
 using CreateBuilderFn = void* (*)(void*, int32_t);
 using CreateParserFn = void* (*)(void*, void*, int);
 
-// Opens `name`, or writes why not (naming the library and where it comes from).
-void* open_library(char const* name, char const* what, char* err, size_t err_len) {
-    void* library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
-    if (library == nullptr) {
-        char const* why = dlerror();
-        std::string msg = std::string("cannot load ") + name + " (" +
-                          (why != nullptr ? why : "not found") +
-                          "): " + what + " is not installed; on a Jetson it comes with JetPack 6 "
-                          "(sudo apt install nvidia-jetpack), elsewhere add TensorRT's lib "
-                          "folder to LD_LIBRARY_PATH";
-        write_message(err, err_len, msg.c_str());
-    }
-    return library;
-}
-
 // IProgressMonitor forwarding every event to the C callback.
 class ProgressForwarder final : public nvinfer1::IProgressMonitor {
 public:

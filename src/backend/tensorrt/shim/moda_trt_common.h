@@ -7,6 +7,8 @@
 
 #include <NvInferRuntime.h>
 
+#include <dlfcn.h>
+
 #include <cstdio>
 #include <exception>
 #include <mutex>
@@ -48,6 +50,22 @@ inline void write_message(char* buf, size_t len, char const* msg) noexcept {
 }
 
 // Runs `body` (which returns a MODA_TRT_* code), turning exceptions into MODA_TRT_INTERNAL.
+// Opens the shared library `name`, or writes why not (naming the library, `what` it is and
+// where it comes from) and returns null.
+inline void* open_library(char const* name, char const* what, char* err, size_t err_len) {
+    void* library = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (library == nullptr) {
+        char const* why = dlerror();
+        std::string msg = std::string("cannot load ") + name + " (" +
+                          (why != nullptr ? why : "not found") +
+                          "): " + what + " is not installed; on a Jetson it comes with JetPack 6 "
+                          "(sudo apt install nvidia-jetpack), elsewhere add TensorRT's lib "
+                          "folder to LD_LIBRARY_PATH";
+        write_message(err, err_len, msg.c_str());
+    }
+    return library;
+}
+
 // Writes TensorRT's version number (major·10000 + minor·100 + patch, as getInferLibVersion
 // returns it) as "major.minor.patch".
 inline void write_version(char* buf, size_t len, int32_t v) noexcept {
